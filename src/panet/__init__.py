@@ -1,0 +1,53 @@
+"""panet: Pyramid Attention Networks for image restoration.
+
+Importing ``panet`` is light: submodules load on first use.
+
+    >>> import panet
+    >>> net = panet.create_model("panet-dn-s")
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    "PyramidAttention": "attention",
+    "pyramid_attention": "attention",
+    "patch_attention": "attention",
+    "PANet": "model",
+    "count_parameters": "model",
+    "create_model": "registry",
+    "list_models": "registry",
+    "get_preset": "registry",
+    "from_official": "weights",
+    "to_official": "weights",
+    "save_weights": "weights",
+    "load_weights": "weights",
+    "forward_chop": "inference",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'panet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .attention import PyramidAttention, patch_attention, pyramid_attention
+    from .inference import forward_chop
+    from .model import PANet, count_parameters
+    from .registry import create_model, get_preset, list_models
+    from .weights import from_official, load_weights, save_weights, to_official

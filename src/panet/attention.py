@@ -1,0 +1,411 @@
+"""Pyramid Attention (Mei et al., 2020), exact and memory-efficient.
+
+The block matches every 3x3 query patch of a feature map against the 3x3 key
+patches of a five-level bicubic pyramid of the same map, takes the softmax of
+``softmax_scale`` x dot products with L2-normalised keys over *all* keys of
+*all* levels, and pastes the attention-weighted value patches back by
+overlap-add (divided by 4, as in the release).
+
+The semantics are the authors' release, float for float (see
+``shared/reference/release.md`` section 1.2). What differs is how it is
+computed: the release materialises an N x L score matrix per sample
+(~170 GB for a 256x256 map); here queries and keys are processed in tiles
+with a fixed per-query softmax stabiliser, so memory is O(N*d) plus one
+bounded tile, and the backward pass recomputes the tiles (flash-attention
+style) instead of storing them.
+
+Example:
+    >>> import torch
+    >>> from panet.attention import PyramidAttention
+    >>> block = PyramidAttention(channels=16, reduction=2)
+    >>> block(torch.randn(2, 16, 20, 24)).shape
+    torch.Size([2, 16, 20, 24])
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "PyramidAttention",
+    "pyramid_attention",
+    "patch_attention",
+    "pyramid_scales",
+    "pyramid_sizes",
+]
+
+PATCH = 3  # the release's patch size; its transposed conv hard-codes padding 1
+# How far a score may exceed its row's running stabiliser before the row is
+# rescaled (exp(20) ~ 5e8: sums of millions of such terms stay finite in fp32).
+_LAG = 20.0
+
+
+def pyramid_scales(levels: int) -> list[float]:
+    """Scales of the release's pyramid: 1 - i/10 for i = 0..levels-1."""
+    return [1.0 - i / 10 for i in range(levels)]
+
+
+def pyramid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
+    """Level sizes as PyTorch 1.1 computed them: floor(s * size) in Python doubles."""
+    return [(math.floor(float(height) * s), math.floor(float(width) * s)) for s in pyramid_scales(levels)]
+
+
+def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    # An explicit size samples with ratio in/out, which is PyTorch 1.1's
+    # scale_factor behaviour (newer versions sample with 1/s instead).
+    if size == tuple(x.shape[-2:]):
+        return x
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+
+
+# --------------------------------------------------------------------------
+# Tiled kernel
+# --------------------------------------------------------------------------
+
+def _onednn_available(t: Tensor) -> bool:
+    return (
+        t.device.type == "cpu"
+        and t.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+class _Gemm:
+    """``x @ w.T`` for a weight tile reused across many query blocks.
+
+    On CPU fp32 the weight is pre-packed once for oneDNN, which runs these
+    shapes faster than MKL's ``mm`` (the AVX-512 path; see performance.md).
+    Elsewhere it is a plain ``mm``.
+    """
+
+    __slots__ = ("w", "packed")
+
+    def __init__(self, w: Tensor, rows_hint: int, onednn: bool):
+        self.w = w
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), rows_hint) if onednn else None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.packed is not None:
+            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, None, "none", [], "")
+        return torch.mm(x, self.w.t())
+
+
+def _soft_forward(qs: Tensor, k: Tensor, vt: Tensor, qb: int, kb: int, pv_dtype) -> tuple[Tensor, Tensor]:
+    """Softmax attention of one sample: (N, dv) output and (N,) log-sum-exp.
+
+    qs (N, dk) scaled queries, k (L, dk) keys, vt (dv, L) values transposed.
+    Online softmax over key tiles. Each row's stabiliser m rides in the score
+    GEMM as an extra feature ([qs, -m] . [k, 1] = score - m) and is raised only
+    when a tile exceeds it by more than _LAG, so most tiles need no rescaling
+    pass; exponents stay <= _LAG, far from fp32 overflow, and m is always an
+    observed score, so the dominant terms never underflow.
+    """
+    n, n_keys, dv = qs.shape[0], k.shape[0], vt.shape[0]
+    onednn = _onednn_available(qs)
+    low_precision = pv_dtype is not None and pv_dtype != qs.dtype
+    qa = torch.cat([qs, qs.new_zeros(n, 1)], 1)  # last column: -m
+    ones = qs.new_ones(min(kb, n_keys), 1)
+    acc = qs.new_zeros(n, dv)
+    rowsum = qs.new_zeros(n)
+    for k0 in range(0, n_keys, kb):
+        k1 = min(k0 + kb, n_keys)
+        score = _Gemm(torch.cat([k[k0:k1], ones[: k1 - k0]], 1), qb, onednn)
+        v_tile = vt[:, k0:k1].to(pv_dtype) if low_precision else vt[:, k0:k1]
+        value = _Gemm(v_tile, qb, onednn and (not low_precision or pv_dtype == torch.bfloat16))
+        for q0 in range(0, n, qb):
+            q1 = min(q0 + qb, n)
+            s = score(qa[q0:q1])
+            top = s.amax(1)
+            if k0 == 0:
+                shift = top
+            elif bool((top > _LAG).any()):
+                shift = torch.where(top > _LAG, top, torch.zeros_like(top))
+                factor = torch.exp(-shift)
+                acc[q0:q1] *= factor[:, None]
+                rowsum[q0:q1] *= factor
+            else:
+                shift = None
+            if shift is not None:
+                s.sub_(shift[:, None])
+                qa[q0:q1, -1] -= shift
+            if low_precision:
+                p = torch.empty(s.shape, dtype=pv_dtype, device=s.device)
+                torch.exp(s, out=p)
+                rowsum[q0:q1] += p.sum(1, dtype=qs.dtype)
+                acc[q0:q1] += value(p).to(qs.dtype)
+            else:
+                p = s.exp_()
+                rowsum[q0:q1] += p.sum(1)
+                acc[q0:q1] += value(p)
+    return acc.div_(rowsum[:, None]), rowsum.log_().sub_(qa[:, -1])
+
+
+def _row_max(qs: Tensor, k: Tensor, qb: int, kb: int) -> Tensor:
+    """max_l qs.k_l per row, tile by tile (plain GEMM, reproducible by _hard_hits)."""
+    best = qs.new_full((qs.shape[0],), -math.inf)
+    for k0 in range(0, k.shape[0], kb):
+        for q0 in range(0, qs.shape[0], qb):
+            q1 = min(q0 + qb, qs.shape[0])
+            torch.maximum(best[q0:q1], torch.mm(qs[q0:q1], k[k0 : k0 + kb].t()).amax(1), out=best[q0:q1])
+    return best
+
+
+def _hard_forward(qs: Tensor, k: Tensor, vt: Tensor, qb: int, kb: int) -> tuple[Tensor, Tensor]:
+    """One-hot (multi-hot on exact ties) attention, the release's ``average=False``."""
+    # Maximum and hits use the same plain GEMM on the same tiles, so the
+    # comparison sees bit-identical scores.
+    best = _row_max(qs, k, qb, kb)
+    out = qs.new_zeros(qs.shape[0], vt.shape[0])
+    for k0 in range(0, k.shape[0], kb):
+        k1 = min(k0 + kb, k.shape[0])
+        for q0 in range(0, qs.shape[0], qb):
+            q1 = min(q0 + qb, qs.shape[0])
+            out[q0:q1].addmm_(_hard_hits(qs[q0:q1], k[k0:k1], best[q0:q1]), vt[:, k0:k1].t())
+    return out, best
+
+
+def _hard_hits(qs: Tensor, k_tile: Tensor, best: Tensor) -> Tensor:
+    return (torch.mm(qs, k_tile.t()) >= best[:, None]).to(qs.dtype)
+
+
+class _PatchAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, vt, softmax_scale, hard, qb, kb, pv_dtype):
+        qs = q * softmax_scale
+        outs, stats = [], []
+        for b in range(q.shape[0]):
+            if hard:
+                o, s = _hard_forward(qs[b], k[b], vt[b], qb, kb)
+            else:
+                o, s = _soft_forward(qs[b], k[b], vt[b], qb, kb, pv_dtype)
+            outs.append(o)
+            stats.append(s)
+        out = torch.stack(outs) if outs else q.new_zeros(0, q.shape[1], vt.shape[1])
+        stat = torch.stack(stats) if stats else q.new_zeros(0, q.shape[1])
+        ctx.save_for_backward(qs, k, vt, out, stat)
+        ctx.softmax_scale, ctx.hard, ctx.qb, ctx.kb = softmax_scale, hard, qb, kb
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        qs, k, vt, out, stat = ctx.saved_tensors
+        qb, kb, hard = ctx.qb, ctx.kb, ctx.hard
+        grad_out = grad_out.contiguous()
+        need_q, need_k, need_v = ctx.needs_input_grad[:3]
+        dq = torch.zeros_like(qs) if need_q and not hard else None
+        dk = torch.zeros_like(k) if need_k and not hard else None
+        dv = torch.zeros(vt.shape[0], vt.shape[2], vt.shape[1], dtype=vt.dtype, device=vt.device)
+        # D_i = sum_l P_il dP_il = dO_i . O_i (standard flash-attention identity)
+        delta = (grad_out * out).sum(-1)
+        n, n_keys = qs.shape[1], k.shape[1]
+        for b in range(qs.shape[0]):
+            for k0 in range(0, n_keys, kb):
+                k1 = min(k0 + kb, n_keys)
+                k_tile, v_tile = k[b, k0:k1], vt[b, :, k0:k1]
+                for q0 in range(0, n, qb):
+                    q1 = min(q0 + qb, n)
+                    g = grad_out[b, q0:q1]
+                    if hard:
+                        dv[b, k0:k1].addmm_(_hard_hits(qs[b, q0:q1], k_tile, stat[b, q0:q1]).t(), g)
+                        continue
+                    lse = stat[b, q0:q1, None]
+                    p = torch.addmm(-lse.expand(-1, k1 - k0), qs[b, q0:q1], k_tile.t()).exp_()
+                    dv[b, k0:k1].addmm_(p.t(), g)
+                    dp = torch.addmm(-delta[b, q0:q1, None].expand(-1, k1 - k0), g, v_tile)
+                    ds = p.mul_(dp)
+                    if dq is not None:
+                        dq[b, q0:q1].addmm_(ds, k_tile)
+                    if dk is not None:
+                        dk[b, k0:k1].addmm_(ds.t(), qs[b, q0:q1])
+        if dq is not None:
+            dq.mul_(ctx.softmax_scale)
+        return dq, dk, dv.transpose(1, 2) if need_v else None, None, None, None, None, None
+
+
+@torch.compiler.disable
+def _patch_attention_kernel(q, k, vt, softmax_scale, hard, qb, kb, pv_dtype):
+    return _PatchAttention.apply(q, k, vt, softmax_scale, hard, qb, kb, pv_dtype)
+
+
+def patch_attention(
+    queries: Tensor,
+    keys: Tensor,
+    values_t: Tensor,
+    *,
+    softmax_scale: float = 10.0,
+    hard: bool = False,
+    query_block: int = 512,
+    key_block: int = 2048,
+    pv_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """softmax(softmax_scale * Q K^T) V, computed in tiles, never materialising N x L.
+
+    Args:
+        queries: (B, N, dk).
+        keys: (B, L, dk), already normalised as the caller wants them.
+        values_t: (B, dv, L): values *transposed* (the layout ``F.unfold`` returns).
+        hard: one-hot attention on the maximum score (ties give multi-hot), as the
+            release's ``average=False``; gradients then reach the values only.
+        query_block, key_block: tile size; peak extra memory is about
+            ``4 * query_block * key_block`` bytes plus the packed tiles.
+        pv_dtype: dtype of the attention-weighted sum (e.g. ``torch.bfloat16`` for
+            the opt-in fast mode). Scores, softmax and accumulation stay in the
+            input dtype. The backward pass is always exact.
+
+    Returns:
+        (B, N, dv) in the input dtype. Under autocast the kernel runs in float32.
+    """
+    if queries.dim() != 3 or keys.dim() != 3 or values_t.dim() != 3:
+        raise ValueError("patch_attention expects queries (B,N,dk), keys (B,L,dk), values_t (B,dv,L)")
+    if keys.shape[:1] != queries.shape[:1] or keys.shape[2] != queries.shape[2] or values_t.shape[2] != keys.shape[1]:
+        raise ValueError(
+            f"shape mismatch: queries {tuple(queries.shape)}, keys {tuple(keys.shape)}, values_t {tuple(values_t.shape)}"
+        )
+    if query_block < 1 or key_block < 1:
+        raise ValueError("query_block and key_block must be positive")
+    dtype = queries.dtype
+    if torch.is_autocast_enabled(queries.device.type):
+        dtype = torch.float32
+    if not dtype.is_floating_point:
+        raise TypeError(f"patch_attention needs floating-point inputs, got {dtype}")
+    with torch.autocast(queries.device.type, enabled=False):
+        q, k, vt = (t.to(dtype).contiguous() for t in (queries, keys, values_t))
+        return _patch_attention_kernel(q, k, vt, float(softmax_scale), bool(hard), int(query_block), int(key_block), pv_dtype)
+
+
+# --------------------------------------------------------------------------
+# The block
+# --------------------------------------------------------------------------
+
+def pyramid_attention(
+    x: Tensor,
+    embed_query: Callable[[Tensor], Tensor],
+    embed_key: Callable[[Tensor], Tensor],
+    embed_value: Callable[[Tensor], Tensor],
+    *,
+    levels: int = 5,
+    softmax_scale: float = 10.0,
+    res_scale: float = 1.0,
+    hard: bool = False,
+    norm_eps: float = 1e-4,
+    query_block: int = 512,
+    key_block: int = 2048,
+    pv_dtype: torch.dtype | None = None,
+) -> Tensor:
+    """Functional pyramid attention: ``attention(x) + res_scale * x``.
+
+    ``embed_*`` map (B, C, h, w) feature maps to query / key / value embeddings
+    (in the release: 1x1 conv + PReLU; C -> C/r, C -> C/r, C -> C). The pyramid
+    is built from ``x`` itself and the key and value embeddings are applied to
+    every level after resizing, as the release does.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"pyramid_attention expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    b, _, h, w = x.shape
+    sizes = pyramid_sizes(h, w, levels)
+    if levels < 1 or min(min(s) for s in sizes) < 1:
+        raise ValueError(f"a {h}x{w} feature map is too small for {levels} pyramid levels (the smallest level is empty)")
+    if b == 0:
+        return x * res_scale
+    queries = F.unfold(embed_query(x), PATCH, padding=1).transpose(1, 2)
+    keys, values = [], []
+    for size in sizes:
+        level = _resize(x, size)
+        keys.append(F.unfold(embed_key(level), PATCH, padding=1))
+        values.append(F.unfold(embed_value(level), PATCH, padding=1))
+    keys_t = torch.cat(keys, 2)
+    keys_t = keys_t / keys_t.norm(dim=1, keepdim=True).clamp_min(norm_eps)
+    out = patch_attention(
+        queries,
+        keys_t.transpose(1, 2),
+        torch.cat(values, 2),
+        softmax_scale=softmax_scale,
+        hard=hard,
+        query_block=query_block,
+        key_block=key_block,
+        pv_dtype=pv_dtype,
+    )
+    # Overlap-add of the pasted patches; the release divides by 4 (not 9) and
+    # its trained weights depend on that constant.
+    pasted = F.fold(out.transpose(1, 2), (h, w), PATCH, padding=1) / 4
+    return pasted + res_scale * x
+
+
+class ConvPReLU(nn.Sequential):
+    """1x1 convolution with bias, then a PReLU with one slope: the release's embedding."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(nn.Conv2d(in_channels, out_channels, 1), nn.PReLU())
+
+
+class PyramidAttention(nn.Module):
+    """The PA block. Output = attention(x) + res_scale * x.
+
+    Args:
+        channels: input channels C.
+        reduction: query/key embeddings have C // reduction channels.
+        levels: pyramid levels at scales 1.0, 0.9, ..., 1 - (levels-1)/10.
+        softmax_scale: multiplies the scores before the softmax.
+        res_scale: multiplies the identity path (PA-EDSR uses 0.1).
+        hard: one-hot attention on the best match (the release's ``average=False``).
+        norm_eps: keys are divided by max(||k||, norm_eps).
+        query_block, key_block: tile size of the kernel (memory / speed trade-off).
+        fast: compute the attention-weighted sum in bfloat16 (about 1.3-1.5x faster
+            on CPUs with bf16 GEMMs; ~1e-3 relative error on the block output).
+    """
+
+    def __init__(
+        self,
+        channels: int = 64,
+        reduction: int = 2,
+        *,
+        levels: int = 5,
+        softmax_scale: float = 10.0,
+        res_scale: float = 1.0,
+        hard: bool = False,
+        norm_eps: float = 1e-4,
+        query_block: int = 512,
+        key_block: int = 2048,
+        fast: bool = False,
+    ):
+        super().__init__()
+        if channels < 1 or reduction < 1 or channels % reduction:
+            raise ValueError(f"channels ({channels}) must be a positive multiple of reduction ({reduction})")
+        if not 1 <= levels <= 10:
+            raise ValueError(f"levels must be in 1..10, got {levels}")
+        self.channels, self.reduction, self.levels = channels, reduction, levels
+        self.softmax_scale, self.res_scale, self.hard, self.norm_eps = softmax_scale, res_scale, hard, norm_eps
+        self.query_block, self.key_block, self.fast = query_block, key_block, fast
+        self.query = ConvPReLU(channels, channels // reduction)
+        self.key = ConvPReLU(channels, channels // reduction)
+        self.value = ConvPReLU(channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"PyramidAttention({self.channels}) expects (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        return pyramid_attention(
+            x,
+            self.query,
+            self.key,
+            self.value,
+            levels=self.levels,
+            softmax_scale=self.softmax_scale,
+            res_scale=self.res_scale,
+            hard=self.hard,
+            norm_eps=self.norm_eps,
+            query_block=self.query_block,
+            key_block=self.key_block,
+            pv_dtype=torch.bfloat16 if self.fast else None,
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, reduction={self.reduction}, levels={self.levels}, "
+            f"softmax_scale={self.softmax_scale}, res_scale={self.res_scale}, hard={self.hard}"
+        )
