@@ -149,6 +149,9 @@ def _release_layout(model: nn.Module) -> list[Row]:
         reasons.append("PA-EDSR needs act='relu', mean_shift=True and 3 colours")
     if not sr and (cfg["act"] != "prelu" or cfg["mean_shift"]):
         reasons.append("PANet needs act='prelu' and no mean shift")
+    if pa is not None and pa.res_scale != (0.1 if sr else 1.0):
+        # The release hard-codes it (PAEDSR: 0.1, PANET: the default 1).
+        reasons.append(f"its attention res_scale is {pa.res_scale}, the release's is {0.1 if sr else 1.0}")
     if reasons:
         raise ValueError("this network cannot be written in the release's format: " + "; ".join(reasons))
     mean = model.rgb_mean.flatten().cpu() if sr else torch.tensor(DIV2K_MEAN)
@@ -250,10 +253,12 @@ def _network_for(sd: Mapping[str, Tensor], kwargs: Mapping[str, Any]) -> nn.Modu
     features, colors = int(head.shape[0]), int(head.shape[1])
     body = _int_keys(sd, "body.")
     attention = [i for i in body if f"body.{i}.conv_match_L_base.0.weight" in sd]
-    if len(attention) != 1 or not body:
+    if len(attention) != 1:
         raise ValueError(f"expected exactly one attention block in body, found {len(attention)}")
     p = attention[0]
-    blocks = len(body) - 2  # all but the attention block and the final conv
+    # Residual blocks are the entries with a first conv; anything else that is
+    # not in the layout is reported by the strict key check below.
+    blocks = sum(f"body.{i}.body.0.weight" in sd for i in body)
     if p != blocks // 2 or blocks % 2:
         raise ValueError(f"attention at body.{p} with {blocks} residual blocks: not the release's layout")
     sr = "msa.conv_match_L_base.0.weight" in sd
@@ -279,8 +284,12 @@ def _network_for(sd: Mapping[str, Tensor], kwargs: Mapping[str, Any]) -> nn.Modu
             scale = 2 if first.shape[0] == 4 * features else 3
         else:
             raise ValueError(f"cannot infer the upscaling factor from tail.0.* keys {up} and shape {tuple(first.shape)}")
-        sub = sd.get("sub_mean.bias")
-        mean = (-sub).tolist() if sub is not None and sub.numel() == 3 else list(DIV2K_MEAN)
+        sub, add, weight = sd.get("sub_mean.bias"), sd.get("add_mean.bias"), sd.get("sub_mean.weight")
+        mean = [round(v, 7) for v in (-sub).tolist()] if sub is not None and sub.numel() == 3 else list(DIV2K_MEAN)
+        if sub is not None and add is not None and add.shape == sub.shape and not torch.allclose(add, -sub):
+            raise ValueError("add_mean.bias is not -sub_mean.bias: not the release's MeanShift pair")
+        if weight is not None and weight.numel() == 9 and not torch.equal(weight.flatten(), torch.eye(3).flatten()):
+            raise ValueError("sub_mean.weight is not the identity (rgb_std != 1 is not supported)")
         model = PANet(
             **common, scale=scale, act="relu", res_scale=float(kwargs.get("res_scale", 0.1)),
             attention_res_scale=0.1, mean_shift=True, rgb_mean=tuple(mean),

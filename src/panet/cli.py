@@ -1,0 +1,156 @@
+"""The ``panet`` command line: models | convert | restore."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+class CliError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from .model import count_parameters
+    from .registry import get_preset, list_models
+
+    rows = []
+    for name in list_models(args.pattern, task=args.task):
+        preset = get_preset(name)
+        cfg = preset.config
+        rows.append((name, preset.task, f"x{cfg['scale']}" if cfg["scale"] > 1 else "", str(cfg["blocks"]), str(cfg["features"]),
+                     "paper" if preset.paper else "small", preset.description))
+    if args.params:
+        from .registry import create_model
+
+        rows = [r + (f"{count_parameters(create_model(r[0])):,}",) for r in rows]
+    header = ("name", "task", "scale", "blocks", "features", "kind", "description") + (("parameters",) if args.params else ())
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def _cmd_convert(args: argparse.Namespace) -> None:
+    from .weights import from_official, save_weights
+
+    kwargs = {}
+    for item in args.release_arg or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CliError(f"--release-arg expects KEY=VALUE, got {item!r}")
+        kwargs[key] = {"true": True, "false": False}.get(value.lower(), value)
+        if isinstance(kwargs[key], str):
+            kwargs[key] = float(value) if "." in value else int(value)
+    model = from_official(args.checkpoint, **kwargs)
+    from .model import PANet
+
+    if not isinstance(model, PANet):
+        raise CliError("the checkpoint holds an attention block alone; only networks can be converted")
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise CliError(f"{output} exists (use --overwrite)")
+    save_weights(model, output, metadata={"source": f"release checkpoint {Path(args.checkpoint).name}"})
+    print(f"wrote {output} ({model.config['blocks']} blocks, {model.config['features']} features, scale {model.scale})")
+
+
+def _cmd_restore(args: argparse.Namespace) -> None:
+    import torch
+
+    from .images import IMAGE_SUFFIXES, read_image, to_tensor, to_uint8, write_image
+    from .inference import CHOP_MIN_SIZE, forward_chop
+
+    if args.weights:
+        from .weights import load_weights
+
+        model = load_weights(args.weights)
+    elif args.model:
+        if not args.random_init:
+            raise CliError(f"no trained weights ship for {args.model!r} yet; pass --random-init to run it untrained")
+        from .registry import create_model
+
+        torch.manual_seed(args.seed)
+        model = create_model(args.model)
+        print(f"note: {args.model} has RANDOM weights (untrained); the output only shows that the pipeline runs", file=sys.stderr)
+    else:
+        raise CliError("give --weights FILE or --model NAME")
+    model.eval()
+    inputs: list[Path] = []
+    for item in args.inputs:
+        path = Path(item)
+        if path.is_dir():
+            inputs += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            inputs.append(path)
+    if not inputs:
+        raise CliError("no input images found")
+    output = Path(args.output)
+    many = len(inputs) > 1 or Path(args.inputs[0]).is_dir()
+    failures = 0
+    for path in inputs:
+        target = output / f"{path.stem}.png" if many else output
+        try:
+            if target.resolve() == path.resolve():
+                raise CliError(f"{target} is the input; refusing to overwrite it")
+            x = to_tensor(read_image(path, colors=model.colors))
+            with torch.no_grad():
+                tiled = args.tiling == "legacy" and x.shape[-2] * x.shape[-1] >= CHOP_MIN_SIZE["sr"]
+                y = forward_chop(model, x) if tiled else model(x)
+            write_image(target, to_uint8(y))
+            print(f"{path} -> {target}")
+        except (CliError, ValueError, FileNotFoundError) as exc:
+            failures += 1
+            print(f"error: {exc}", file=sys.stderr)
+    if failures:
+        raise CliError(f"{failures} of {len(inputs)} images failed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="panet", description="Pyramid Attention Networks for image restoration")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="list the model presets")
+    p.add_argument("pattern", nargs="?", default="*", help="glob over preset names")
+    p.add_argument("--task", choices=["sr", "denoise", "car", "demosaic"])
+    p.add_argument("--params", action="store_true", help="also count parameters (builds each model)")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("convert", help="convert a checkpoint of the authors' release to .safetensors")
+    p.add_argument("checkpoint", help="the release's .pt state dict (read with weights_only=True)")
+    p.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    p.add_argument("--release-arg", action="append", metavar="KEY=VALUE",
+                   help="what a state dict cannot hold, under the release's names (level, softmax_scale, average, res_scale)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("restore", help="restore images with a model")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+    p.add_argument("--weights", help="a .safetensors file written by panet")
+    p.add_argument("--model", help="a preset name (see `panet models`)")
+    p.add_argument("--random-init", action="store_true", help="run a preset with random weights (pipeline demo only)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiling", choices=["legacy", "none"], default="legacy",
+                   help="legacy: the release's forward_chop (bounded memory); none: whole image at once")
+    p.set_defaults(func=_cmd_restore)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CliError as exc:
+        print(f"panet: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, KeyError, TypeError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"panet: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("panet: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from oracle import reference_module
+from panet.attention import PyramidAttention, patch_attention, pyramid_sizes
+
+
+def make_block(channels=16, reduction=2, *, dtype=torch.float32, sharpen=1.0, **kwargs):
+    block = PyramidAttention(channels, reduction, **kwargs).to(dtype)
+    with torch.no_grad():  # larger query weights: a peaked softmax exercises the stabiliser
+        block.query[0].weight.mul_(sharpen)
+    return block
+
+
+@pytest.mark.parametrize(
+    "batch, channels, reduction, height, width, levels",
+    [(1, 16, 2, 12, 12, 5), (2, 8, 4, 13, 11, 3), (1, 12, 3, 7, 17, 4), (2, 4, 1, 9, 6, 1), (1, 16, 8, 5, 23, 5)],
+)
+def test_matches_materialised_oracle_float64(batch, channels, reduction, height, width, levels):
+    block = make_block(channels, reduction, levels=levels, dtype=torch.float64, sharpen=3.0)
+    x = torch.randn(batch, channels, height, width, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), reference_module(block, x), rtol=1e-10, atol=1e-10)
+
+
+def test_matches_oracle_float32_with_res_scale_and_softmax_scale():
+    block = make_block(32, 8, softmax_scale=5.0, res_scale=0.1, sharpen=2.0)
+    x = torch.randn(2, 32, 14, 10)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), reference_module(block, x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("blocks", [(1, 1), (7, 13), (64, 5), (5, 4096)])
+def test_tile_size_does_not_change_the_result(blocks):
+    x = torch.randn(2, 16, 9, 7) if blocks[0] * blocks[1] < 10 else torch.randn(2, 16, 15, 13)
+    big = make_block(sharpen=4.0)
+    small = make_block(query_block=blocks[0], key_block=blocks[1])
+    small.load_state_dict(big.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), big(x), rtol=1e-5, atol=1e-5)
+
+
+def test_extreme_logits_neither_overflow_nor_underflow():
+    # Scores of several hundred: the online stabiliser must rescale, in both directions.
+    block = make_block(8, 2, dtype=torch.float64, softmax_scale=200.0, sharpen=10.0, key_block=17, query_block=9)
+    x = torch.randn(1, 8, 11, 9, dtype=torch.float64) * 3
+    with torch.no_grad():
+        out, ref = block(x), reference_module(block, x)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref, rtol=1e-8, atol=1e-8)
+    block32 = make_block(8, 2, softmax_scale=200.0, key_block=17, query_block=9)
+    block32.load_state_dict({k: v.float() for k, v in block.state_dict().items()})
+    with torch.no_grad():
+        torch.testing.assert_close(block32(x.float()), ref.float(), rtol=1e-3, atol=1e-3)
+
+
+def test_batch_sizes_0_1_2_and_sample_independence():
+    block = make_block()
+    x = torch.randn(2, 16, 10, 9)
+    with torch.no_grad():
+        both = block(x)
+        first = block(x[:1])
+        empty = block(x[:0])
+    assert empty.shape == (0, 16, 10, 9)
+    torch.testing.assert_close(both[:1], first, rtol=1e-5, atol=1e-6)
+
+
+def test_hard_attention_matches_oracle_and_only_values_get_gradients():
+    block = make_block(16, 2, hard=True, dtype=torch.float64, key_block=50)
+    x = torch.randn(2, 16, 9, 8, dtype=torch.float64, requires_grad=True)
+    out = block(x)
+    ref_block = make_block(16, 2, hard=True, dtype=torch.float64)
+    ref_block.load_state_dict(block.state_dict())
+    x_ref = x.detach().clone().requires_grad_(True)
+    ref = reference_module(ref_block, x_ref)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad)
+    for (name, p), (_, p_ref) in zip(block.named_parameters(), ref_block.named_parameters()):
+        g, g_ref = p.grad, p_ref.grad
+        if name.startswith(("query", "key")):
+            assert g is None or not g.any(), name  # the one-hot map has no gradient
+            assert g_ref is None or not g_ref.any()
+        else:
+            torch.testing.assert_close(g, g_ref, msg=name)
+
+
+def test_gradcheck_float64():
+    block = make_block(4, 2, levels=3, dtype=torch.float64, query_block=7, key_block=11, sharpen=2.0)
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64, requires_grad=True)
+    params = [p for p in block.parameters()]
+
+    def fn(inp, *weights):
+        with torch.no_grad():
+            for p, w in zip(params, weights):
+                p.copy_(w)
+        return block(inp)
+
+    # gradcheck of the input, and of every parameter through torch.func.functional_call
+    assert torch.autograd.gradcheck(lambda inp: block(inp), (x,), eps=1e-6, atol=1e-6)
+    names = [n for n, _ in block.named_parameters()]
+    weights = tuple(p.detach().clone().requires_grad_(True) for p in params)
+
+    def by_weights(*ws):
+        return torch.func.functional_call(block, dict(zip(names, ws)), (x.detach(),))
+
+    assert torch.autograd.gradcheck(by_weights, weights, eps=1e-6, atol=1e-6)
+
+
+def test_gradients_match_oracle_float32():
+    block = make_block(16, 2, sharpen=2.0, query_block=32, key_block=100)
+    ref_block = make_block(16, 2)
+    ref_block.load_state_dict(block.state_dict())
+    x = torch.randn(2, 16, 12, 10, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    grad = torch.randn(2, 16, 12, 10)
+    block(x).backward(grad)
+    reference_module(ref_block, x_ref).backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+    for (name, p), (_, q) in zip(block.named_parameters(), ref_block.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_autocast_bf16_parity():
+    block = make_block(16, 2)
+    x = torch.randn(1, 16, 12, 12)
+    with torch.no_grad():
+        ref = block(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = block(x)
+    assert out.dtype == torch.float32  # the attention kernel itself runs in fp32
+    torch.testing.assert_close(out, ref, rtol=0, atol=0.05 * ref.abs().max().item())
+
+
+def test_fast_mode_bf16_weighted_sum_is_close():
+    block = make_block(16, 2, sharpen=2.0)
+    fast = make_block(16, 2, fast=True)
+    fast.load_state_dict(block.state_dict())
+    x = torch.randn(1, 16, 16, 14)
+    with torch.no_grad():
+        ref, out = block(x), fast(x)
+    rel = (out - ref).abs().max() / ref.abs().max()
+    assert 0 < rel < 1e-2
+
+
+def test_torch_compile_parity():
+    block = make_block(8, 2)
+    x = torch.randn(1, 8, 9, 10)
+    compiled = torch.compile(block, backend="aot_eager")
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), block(x), rtol=1e-5, atol=1e-6)
+    out = compiled(x.requires_grad_(True))
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+@pytest.mark.slow
+def test_torch_compile_inductor_forward_and_backward():
+    block = make_block(8, 2)
+    x = torch.randn(1, 8, 9, 10, requires_grad=True)
+    compiled = torch.compile(block)
+    out = compiled(x)
+    torch.testing.assert_close(out, block(x), rtol=1e-5, atol=1e-6)
+    out.sum().backward()
+    x_ref = x.detach().clone().requires_grad_(True)
+    block(x_ref).sum().backward()
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_pyramid_sizes_use_python_double_floor():
+    # 0.7 * 10 = 7.000000000000001 and 0.9 * 12 = 10.8 in doubles
+    assert pyramid_sizes(12, 10, 5) == [(12, 10), (10, 9), (9, 8), (8, 7), (7, 6)]
+
+
+def test_expected_errors():
+    block = make_block(16, 2)
+    with pytest.raises(ValueError, match="expects"):
+        block(torch.randn(1, 8, 10, 10))
+    with pytest.raises(ValueError, match="too small"):
+        block(torch.randn(1, 16, 1, 10))
+    with pytest.raises(ValueError, match="multiple"):
+        PyramidAttention(10, 3)
+    with pytest.raises(ValueError, match="levels"):
+        PyramidAttention(8, 2, levels=0)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        patch_attention(torch.randn(1, 4, 3), torch.randn(1, 5, 2), torch.randn(1, 2, 5))

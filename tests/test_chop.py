@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import panet
+
+
+class Identity(torch.nn.Module):
+    scale = 1
+
+    def forward(self, x):
+        return x.clone()
+
+
+class Nearest(torch.nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append(tuple(x.shape[-2:]))
+        return F.interpolate(x, scale_factor=self.scale, mode="nearest")
+
+
+def test_chop_of_a_local_model_is_seamless():
+    x = torch.rand(2, 3, 97, 130)
+    assert torch.equal(panet.forward_chop(Identity(), x, min_size=1000), x)
+    for scale in (2, 3, 4):
+        model = Nearest(scale)
+        out = panet.forward_chop(model, x, min_size=1500)
+        assert torch.equal(out, F.interpolate(x, scale_factor=scale, mode="nearest"))
+
+
+def test_release_tile_sizes_strict_less_and_sr_remainder():
+    # 100x100, shave 10: tiles 60x60 = 3600 area; min_size 3600 is not < so it recurses once more
+    model = Nearest(1)
+    panet.forward_chop(model, torch.rand(1, 1, 100, 100), min_size=3601, scale=1)
+    assert set(model.calls) == {(60, 60)} and len(model.calls) == 4
+    model = Nearest(1)
+    panet.forward_chop(model, torch.rand(1, 1, 100, 100), min_size=3600, scale=1)
+    assert set(model.calls) == {(40, 40)} and len(model.calls) == 16
+    # SR x3: h_size = 25 + 10 = 35, plus 35 % 3 = 2 -> 37 (not a multiple of 3)
+    model = Nearest(3)
+    panet.forward_chop(model, torch.rand(1, 3, 50, 50), min_size=6400)
+    assert set(model.calls) == {(37, 37)}
+
+
+def test_too_small_inputs_give_a_clear_error():
+    with pytest.raises(ValueError, match="too small for forward_chop"):
+        panet.forward_chop(Identity(), torch.rand(1, 3, 15, 40))
+    with pytest.raises(ValueError, match="cannot shrink"):
+        panet.forward_chop(Identity(), torch.rand(1, 3, 20, 20), min_size=100)
+    with pytest.raises(ValueError, match="expects"):
+        panet.forward_chop(Identity(), torch.rand(3, 20, 20))
