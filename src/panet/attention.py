@@ -96,17 +96,18 @@ class _Gemm:
         return torch.mm(x, self.w.t())
 
 
-def _soft_forward(qs: Tensor, k: Tensor, vt: Tensor, qb: int, kb: int, pv_dtype) -> tuple[Tensor, Tensor]:
+def _soft_forward(qs: Tensor, kt: Tensor, vt: Tensor, qb: int, kb: int, pv_dtype) -> tuple[Tensor, Tensor]:
     """Softmax attention of one sample: (N, dv) output and (N,) log-sum-exp.
 
-    qs (N, dk) scaled queries, k (L, dk) keys, vt (dv, L) values transposed.
+    qs (N, dk) scaled queries, kt (dk, L) keys and vt (dv, L) values, both
+    transposed (the layout F.unfold returns).
     Online softmax over key tiles. Each row's stabiliser m rides in the score
     GEMM as an extra feature ([qs, -m] . [k, 1] = score - m) and is raised only
     when a tile exceeds it by more than _LAG, so most tiles need no rescaling
     pass; exponents stay <= _LAG, far from fp32 overflow, and m is always an
     observed score, so the dominant terms never underflow.
     """
-    n, n_keys, dv = qs.shape[0], k.shape[0], vt.shape[0]
+    n, n_keys, dv = qs.shape[0], kt.shape[1], vt.shape[0]
     onednn = _onednn_available(qs)
     low_precision = pv_dtype is not None and pv_dtype != qs.dtype
     qa = torch.cat([qs, qs.new_zeros(n, 1)], 1)  # last column: -m
@@ -115,7 +116,7 @@ def _soft_forward(qs: Tensor, k: Tensor, vt: Tensor, qb: int, kb: int, pv_dtype)
     rowsum = qs.new_zeros(n)
     for k0 in range(0, n_keys, kb):
         k1 = min(k0 + kb, n_keys)
-        score = _Gemm(torch.cat([k[k0:k1], ones[: k1 - k0]], 1), qb, onednn)
+        score = _Gemm(torch.cat([kt[:, k0:k1].t(), ones[: k1 - k0]], 1), qb, onednn)
         v_tile = vt[:, k0:k1].to(pv_dtype) if low_precision else vt[:, k0:k1]
         value = _Gemm(v_tile, qb, onednn and (not low_precision or pv_dtype == torch.bfloat16))
         for q0 in range(0, n, qb):
@@ -146,68 +147,68 @@ def _soft_forward(qs: Tensor, k: Tensor, vt: Tensor, qb: int, kb: int, pv_dtype)
     return acc.div_(rowsum[:, None]), rowsum.log_().sub_(qa[:, -1])
 
 
-def _row_max(qs: Tensor, k: Tensor, qb: int, kb: int) -> Tensor:
+def _row_max(qs: Tensor, kt: Tensor, qb: int, kb: int) -> Tensor:
     """max_l qs.k_l per row, tile by tile (plain GEMM, reproducible by _hard_hits)."""
     best = qs.new_full((qs.shape[0],), -math.inf)
-    for k0 in range(0, k.shape[0], kb):
+    for k0 in range(0, kt.shape[1], kb):
         for q0 in range(0, qs.shape[0], qb):
             q1 = min(q0 + qb, qs.shape[0])
-            torch.maximum(best[q0:q1], torch.mm(qs[q0:q1], k[k0 : k0 + kb].t()).amax(1), out=best[q0:q1])
+            torch.maximum(best[q0:q1], torch.mm(qs[q0:q1], kt[:, k0 : k0 + kb]).amax(1), out=best[q0:q1])
     return best
 
 
-def _hard_forward(qs: Tensor, k: Tensor, vt: Tensor, qb: int, kb: int) -> tuple[Tensor, Tensor]:
+def _hard_forward(qs: Tensor, kt: Tensor, vt: Tensor, qb: int, kb: int) -> tuple[Tensor, Tensor]:
     """One-hot (multi-hot on exact ties) attention, the release's ``average=False``."""
     # Maximum and hits use the same plain GEMM on the same tiles, so the
     # comparison sees bit-identical scores.
-    best = _row_max(qs, k, qb, kb)
+    best = _row_max(qs, kt, qb, kb)
     out = qs.new_zeros(qs.shape[0], vt.shape[0])
-    for k0 in range(0, k.shape[0], kb):
-        k1 = min(k0 + kb, k.shape[0])
+    for k0 in range(0, kt.shape[1], kb):
+        k1 = min(k0 + kb, kt.shape[1])
         for q0 in range(0, qs.shape[0], qb):
             q1 = min(q0 + qb, qs.shape[0])
-            out[q0:q1].addmm_(_hard_hits(qs[q0:q1], k[k0:k1], best[q0:q1]), vt[:, k0:k1].t())
+            out[q0:q1].addmm_(_hard_hits(qs[q0:q1], kt[:, k0:k1], best[q0:q1]), vt[:, k0:k1].t())
     return out, best
 
 
-def _hard_hits(qs: Tensor, k_tile: Tensor, best: Tensor) -> Tensor:
-    return (torch.mm(qs, k_tile.t()) >= best[:, None]).to(qs.dtype)
+def _hard_hits(qs: Tensor, kt_tile: Tensor, best: Tensor) -> Tensor:
+    return (torch.mm(qs, kt_tile) >= best[:, None]).to(qs.dtype)
 
 
 class _PatchAttention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, vt, softmax_scale, hard, qb, kb, pv_dtype):
+    def forward(ctx, q, kt, vt, softmax_scale, hard, qb, kb, pv_dtype):
         qs = q * softmax_scale
         outs, stats = [], []
         for b in range(q.shape[0]):
             if hard:
-                o, s = _hard_forward(qs[b], k[b], vt[b], qb, kb)
+                o, s = _hard_forward(qs[b], kt[b], vt[b], qb, kb)
             else:
-                o, s = _soft_forward(qs[b], k[b], vt[b], qb, kb, pv_dtype)
+                o, s = _soft_forward(qs[b], kt[b], vt[b], qb, kb, pv_dtype)
             outs.append(o)
             stats.append(s)
         out = torch.stack(outs) if outs else q.new_zeros(0, q.shape[1], vt.shape[1])
         stat = torch.stack(stats) if stats else q.new_zeros(0, q.shape[1])
-        ctx.save_for_backward(qs, k, vt, out, stat)
+        ctx.save_for_backward(qs, kt, vt, out, stat)
         ctx.softmax_scale, ctx.hard, ctx.qb, ctx.kb = softmax_scale, hard, qb, kb
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        qs, k, vt, out, stat = ctx.saved_tensors
+        qs, kt, vt, out, stat = ctx.saved_tensors
         qb, kb, hard = ctx.qb, ctx.kb, ctx.hard
         grad_out = grad_out.contiguous()
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
         dq = torch.zeros_like(qs) if need_q and not hard else None
-        dk = torch.zeros_like(k) if need_k and not hard else None
+        dk = torch.zeros_like(kt) if need_k and not hard else None
         dv = torch.zeros(vt.shape[0], vt.shape[2], vt.shape[1], dtype=vt.dtype, device=vt.device)
         # D_i = sum_l P_il dP_il = dO_i . O_i (standard flash-attention identity)
         delta = (grad_out * out).sum(-1)
-        n, n_keys = qs.shape[1], k.shape[1]
+        n, n_keys = qs.shape[1], kt.shape[2]
         for b in range(qs.shape[0]):
             for k0 in range(0, n_keys, kb):
                 k1 = min(k0 + kb, n_keys)
-                k_tile, v_tile = k[b, k0:k1], vt[b, :, k0:k1]
+                k_tile, v_tile = kt[b, :, k0:k1], vt[b, :, k0:k1]
                 for q0 in range(0, n, qb):
                     q1 = min(q0 + qb, n)
                     g = grad_out[b, q0:q1]
@@ -215,27 +216,27 @@ class _PatchAttention(torch.autograd.Function):
                         dv[b, k0:k1].addmm_(_hard_hits(qs[b, q0:q1], k_tile, stat[b, q0:q1]).t(), g)
                         continue
                     lse = stat[b, q0:q1, None]
-                    p = torch.addmm(-lse.expand(-1, k1 - k0), qs[b, q0:q1], k_tile.t()).exp_()
+                    p = torch.addmm(-lse.expand(-1, k1 - k0), qs[b, q0:q1], k_tile).exp_()
                     dv[b, k0:k1].addmm_(p.t(), g)
                     dp = torch.addmm(-delta[b, q0:q1, None].expand(-1, k1 - k0), g, v_tile)
                     ds = p.mul_(dp)
                     if dq is not None:
-                        dq[b, q0:q1].addmm_(ds, k_tile)
+                        dq[b, q0:q1].addmm_(ds, k_tile.t())
                     if dk is not None:
-                        dk[b, k0:k1].addmm_(ds.t(), qs[b, q0:q1])
+                        dk[b, :, k0:k1].addmm_(qs[b, q0:q1].t(), ds)
         if dq is not None:
             dq.mul_(ctx.softmax_scale)
         return dq, dk, dv.transpose(1, 2) if need_v else None, None, None, None, None, None
 
 
 @torch.compiler.disable
-def _patch_attention_kernel(q, k, vt, softmax_scale, hard, qb, kb, pv_dtype):
-    return _PatchAttention.apply(q, k, vt, softmax_scale, hard, qb, kb, pv_dtype)
+def _patch_attention_kernel(q, kt, vt, softmax_scale, hard, qb, kb, pv_dtype):
+    return _PatchAttention.apply(q, kt, vt, softmax_scale, hard, qb, kb, pv_dtype)
 
 
 def patch_attention(
     queries: Tensor,
-    keys: Tensor,
+    keys_t: Tensor,
     values_t: Tensor,
     *,
     softmax_scale: float = 10.0,
@@ -248,8 +249,9 @@ def patch_attention(
 
     Args:
         queries: (B, N, dk).
-        keys: (B, L, dk), already normalised as the caller wants them.
-        values_t: (B, dv, L): values *transposed* (the layout ``F.unfold`` returns).
+        keys_t: (B, dk, L): keys *transposed* (the layout ``F.unfold`` returns),
+            already normalised as the caller wants them.
+        values_t: (B, dv, L): values, transposed likewise.
         hard: one-hot attention on the maximum score (ties give multi-hot), as the
             release's ``average=False``; gradients then reach the values only.
         query_block, key_block: tile size; peak extra memory is about
@@ -261,11 +263,12 @@ def patch_attention(
     Returns:
         (B, N, dv) in the input dtype. Under autocast the kernel runs in float32.
     """
-    if queries.dim() != 3 or keys.dim() != 3 or values_t.dim() != 3:
-        raise ValueError("patch_attention expects queries (B,N,dk), keys (B,L,dk), values_t (B,dv,L)")
-    if keys.shape[:1] != queries.shape[:1] or keys.shape[2] != queries.shape[2] or values_t.shape[2] != keys.shape[1]:
+    if queries.dim() != 3 or keys_t.dim() != 3 or values_t.dim() != 3:
+        raise ValueError("patch_attention expects queries (B,N,dk), keys_t (B,dk,L), values_t (B,dv,L)")
+    b = queries.shape[0]
+    if keys_t.shape[0] != b or values_t.shape[0] != b or keys_t.shape[1] != queries.shape[2] or values_t.shape[2] != keys_t.shape[2]:
         raise ValueError(
-            f"shape mismatch: queries {tuple(queries.shape)}, keys {tuple(keys.shape)}, values_t {tuple(values_t.shape)}"
+            f"shape mismatch: queries {tuple(queries.shape)}, keys_t {tuple(keys_t.shape)}, values_t {tuple(values_t.shape)}"
         )
     if query_block < 1 or key_block < 1:
         raise ValueError("query_block and key_block must be positive")
@@ -275,8 +278,8 @@ def patch_attention(
     if not dtype.is_floating_point:
         raise TypeError(f"patch_attention needs floating-point inputs, got {dtype}")
     with torch.autocast(queries.device.type, enabled=False):
-        q, k, vt = (t.to(dtype).contiguous() for t in (queries, keys, values_t))
-        return _patch_attention_kernel(q, k, vt, float(softmax_scale), bool(hard), int(query_block), int(key_block), pv_dtype)
+        q, kt, vt = (t.to(dtype).contiguous() for t in (queries, keys_t, values_t))
+        return _patch_attention_kernel(q, kt, vt, float(softmax_scale), bool(hard), int(query_block), int(key_block), pv_dtype)
 
 
 # --------------------------------------------------------------------------
@@ -314,17 +317,31 @@ def pyramid_attention(
     if b == 0:
         return x * res_scale
     queries = F.unfold(embed_query(x), PATCH, padding=1).transpose(1, 2)
-    keys, values = [], []
+    # Unfolded keys and values of all levels go straight into one buffer each
+    # (no list + cat: that would hold both copies at once).
+    n_keys = sum(hl * wl for hl, wl in sizes)
+    keys_t = values_t = None
+    start = 0
     for size in sizes:
         level = _resize(x, size)
-        keys.append(F.unfold(embed_key(level), PATCH, padding=1))
-        values.append(F.unfold(embed_value(level), PATCH, padding=1))
-    keys_t = torch.cat(keys, 2)
-    keys_t = keys_t / keys_t.norm(dim=1, keepdim=True).clamp_min(norm_eps)
+        k_level = F.unfold(embed_key(level), PATCH, padding=1)
+        v_level = F.unfold(embed_value(level), PATCH, padding=1)
+        if keys_t is None:
+            keys_t = k_level.new_empty(b, k_level.shape[1], n_keys)
+            values_t = v_level.new_empty(b, v_level.shape[1], n_keys)
+        keys_t[:, :, start : start + k_level.shape[2]] = k_level
+        values_t[:, :, start : start + v_level.shape[2]] = v_level
+        start += k_level.shape[2]
+        del k_level, v_level
+    norm = keys_t.norm(dim=1, keepdim=True).clamp_min(norm_eps)
+    if torch.is_grad_enabled() and keys_t.requires_grad:
+        keys_t = keys_t / norm
+    else:
+        keys_t.div_(norm)  # inference: normalise in place
     out = patch_attention(
         queries,
-        keys_t.transpose(1, 2),
-        torch.cat(values, 2),
+        keys_t,
+        values_t,
         softmax_scale=softmax_scale,
         hard=hard,
         query_block=query_block,
