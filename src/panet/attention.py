@@ -199,34 +199,61 @@ class _PatchAttention(torch.autograd.Function):
         qb, kb, hard = ctx.qb, ctx.kb, ctx.hard
         grad_out = grad_out.contiguous()
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
-        dq = torch.zeros_like(qs) if need_q and not hard else None
-        dk = torch.zeros_like(kt) if need_k and not hard else None
-        dv = torch.zeros(vt.shape[0], vt.shape[2], vt.shape[1], dtype=vt.dtype, device=vt.device)
-        # D_i = sum_l P_il dP_il = dO_i . O_i (standard flash-attention identity)
-        delta = (grad_out * out).sum(-1)
-        n, n_keys = qs.shape[1], kt.shape[2]
-        for b in range(qs.shape[0]):
-            for k0 in range(0, n_keys, kb):
-                k1 = min(k0 + kb, n_keys)
-                k_tile, v_tile = kt[b, :, k0:k1], vt[b, :, k0:k1]
-                for q0 in range(0, n, qb):
-                    q1 = min(q0 + qb, n)
-                    g = grad_out[b, q0:q1]
-                    if hard:
-                        dv[b, k0:k1].addmm_(_hard_hits(qs[b, q0:q1], k_tile, stat[b, q0:q1]).t(), g)
-                        continue
-                    lse = stat[b, q0:q1, None]
-                    p = torch.addmm(-lse.expand(-1, k1 - k0), qs[b, q0:q1], k_tile).exp_()
-                    dv[b, k0:k1].addmm_(p.t(), g)
-                    dp = torch.addmm(-delta[b, q0:q1, None].expand(-1, k1 - k0), g, v_tile)
-                    ds = p.mul_(dp)
-                    if dq is not None:
-                        dq[b, q0:q1].addmm_(ds, k_tile.t())
-                    if dk is not None:
-                        dk[b, :, k0:k1].addmm_(qs[b, q0:q1].t(), ds)
-        if dq is not None:
+        dvt = torch.zeros_like(vt)
+        dq = dkt = None
+        if hard:
+            for b in range(qs.shape[0]):
+                _hard_backward(qs[b], kt[b], stat[b], grad_out[b], dvt[b], qb, kb)
+        else:
+            dq, dkt = torch.zeros_like(qs), torch.zeros_like(kt)
+            # D_i = sum_l P_il dP_il = dO_i . O_i (the flash-attention identity)
+            delta = (grad_out * out).sum(-1)
+            for b in range(qs.shape[0]):
+                _soft_backward(qs[b], kt[b], vt[b], stat[b], grad_out[b], delta[b], dq[b], dkt[b], dvt[b], qb, kb)
             dq.mul_(ctx.softmax_scale)
-        return dq, dk, dv.transpose(1, 2) if need_v else None, None, None, None, None, None
+        return (
+            dq if need_q else None, dkt if need_k else None, dvt if need_v else None, None, None, None, None, None
+        )
+
+
+def _soft_backward(qs, kt, vt, lse, g, delta, dq, dkt, dvt, qb: int, kb: int) -> None:
+    """Gradients of one sample, recomputing each probability tile (written into dq, dkt, dvt).
+
+    With P = exp(qs.k - lse): dV = P^T dO, dS = P * (dO V^T - D), dQ = dS K, dK = dS^T qs
+    (the softmax scale is applied to dQ by the caller and is already inside qs).
+    """
+    n, n_keys = qs.shape[0], kt.shape[1]
+    onednn = _onednn_available(qs)
+    qa = torch.cat([qs, -lse[:, None]], 1)  # [qs, -lse] . [k, 1] = log P
+    ga = torch.cat([g, -delta[:, None]], 1)  # [dO, -D] . [v, 1] = dP - D
+    g_t, qs_t = g.t(), qs.t()
+    ones = qs.new_ones(min(kb, n_keys), 1)
+    for k0 in range(0, n_keys, kb):
+        k1 = min(k0 + kb, n_keys)
+        k_tile = kt[:, k0:k1]
+        log_p = _Gemm(torch.cat([k_tile.t(), ones[: k1 - k0]], 1), qb, onednn)
+        dp_minus_d = _Gemm(torch.cat([vt[:, k0:k1].t(), ones[: k1 - k0]], 1), qb, onednn)
+        to_dq = _Gemm(k_tile, qb, onednn)
+        dv_tile = vt.new_zeros(vt.shape[0], k1 - k0)
+        dk_tile = kt.new_zeros(kt.shape[0], k1 - k0)
+        for q0 in range(0, n, qb):
+            q1 = min(q0 + qb, n)
+            p = log_p(qa[q0:q1]).exp_()
+            dv_tile.addmm_(g_t[:, q0:q1], p)
+            ds = p.mul_(dp_minus_d(ga[q0:q1]))
+            dq[q0:q1] += to_dq(ds)
+            dk_tile.addmm_(qs_t[:, q0:q1], ds)
+        dvt[:, k0:k1] = dv_tile
+        dkt[:, k0:k1] = dk_tile
+
+
+def _hard_backward(qs, kt, best, g, dvt, qb: int, kb: int) -> None:
+    """One-hot attention: only the values get gradients (dV = hits^T dO)."""
+    for k0 in range(0, kt.shape[1], kb):
+        k1 = min(k0 + kb, kt.shape[1])
+        for q0 in range(0, qs.shape[0], qb):
+            q1 = min(q0 + qb, qs.shape[0])
+            dvt[:, k0:k1].addmm_(g[q0:q1].t(), _hard_hits(qs[q0:q1], kt[:, k0:k1], best[q0:q1]))
 
 
 @torch.compiler.disable
