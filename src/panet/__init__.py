@@ -27,6 +27,8 @@ _EXPORTS = {
     "save_weights": "weights",
     "load_weights": "weights",
     "forward_chop": "inference",
+    "imresize": "imresize",
+    "get_task": "tasks",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -47,7 +49,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .attention import PyramidAttention, patch_attention, pyramid_attention
+    from .imresize import imresize
     from .inference import forward_chop
+    from .tasks import get_task
     from .model import PANet, count_parameters
     from .registry import create_model, get_preset, list_models
     from .weights import from_official, load_weights, save_weights, to_official

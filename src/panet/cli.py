@@ -57,7 +57,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     import torch
 
     from .images import IMAGE_SUFFIXES, read_image, to_tensor, to_uint8, write_image
-    from .inference import CHOP_MIN_SIZE, forward_chop
+    from .inference import forward_chop
 
     if args.weights:
         from .weights import load_weights
@@ -93,8 +93,9 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                 raise CliError(f"{target} is the input; refusing to overwrite it")
             x = to_tensor(read_image(path, colors=model.colors))
             with torch.no_grad():
-                tiled = args.tiling == "legacy" and x.shape[-2] * x.shape[-1] >= CHOP_MIN_SIZE["sr"]
-                y = forward_chop(model, x) if tiled else model(x)
+                # the release's chop with its default min_size; images below it run whole
+                tiled = args.tiling == "legacy" and x.shape[-2] * x.shape[-1] >= 6400
+                y = forward_chop(model, x, min_size=6400) if tiled else model(x)
             write_image(target, to_uint8(y))
             print(f"{path} -> {target}")
         except (CliError, ValueError, FileNotFoundError) as exc:

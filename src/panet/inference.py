@@ -8,10 +8,6 @@ from torch import Tensor
 
 Model = Callable[[Tensor], Tensor]
 
-# The release's min_size per task (release.md section 4.1).
-CHOP_MIN_SIZE = {"denoise": 6800, "car": 6400, "demosaic": 6400, "sr": 6400}
-
-
 def forward_chop(model: Model, x: Tensor, *, shave: int = 10, min_size: int = 6400, scale: int | None = None) -> Tensor:
     """The release's ``forward_chop``, exactly: recursive four-way tiling with overlap.
 
@@ -24,7 +20,7 @@ def forward_chop(model: Model, x: Tensor, *, shave: int = 10, min_size: int = 64
 
     Because pyramid attention is non-local, the output depends on this tiling;
     the paper's numbers were computed with it (``min_size`` 6800 for colour
-    denoising, 6400 otherwise).
+    denoising, 6400 otherwise: ``panet.tasks.TASKS[task].chop_min_size``).
     """
     if x.dim() != 4:
         raise ValueError(f"forward_chop expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
