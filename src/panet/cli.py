@@ -59,20 +59,9 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     from .images import IMAGE_SUFFIXES, read_image, to_tensor, to_uint8, write_image
     from .inference import forward_chop
 
-    if args.weights:
-        from .weights import load_weights
-
-        model = load_weights(args.weights)
-    elif args.model:
-        if not args.random_init:
-            raise CliError(f"no trained weights ship for {args.model!r} yet; pass --random-init to run it untrained")
-        from .registry import create_model
-
-        torch.manual_seed(args.seed)
-        model = create_model(args.model)
-        print(f"note: {args.model} has RANDOM weights (untrained); the output only shows that the pipeline runs", file=sys.stderr)
-    else:
+    if not (args.weights or args.model):
         raise CliError("give --weights FILE or --model NAME")
+    model = _load_network(args)
     model.eval()
     inputs: list[Path] = []
     for item in args.inputs:
@@ -105,6 +94,81 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         raise CliError(f"{failures} of {len(inputs)} images failed")
 
 
+def _task_level(args: argparse.Namespace) -> float | None:
+    """The level flag that belongs to the task; the others must be absent."""
+    flags = {"sr": "scale", "denoise": "sigma", "car": "quality", "demosaic": None}
+    wanted = flags[args.task]
+    for flag in ("scale", "sigma", "quality"):
+        if flag != wanted and getattr(args, flag) is not None:
+            raise CliError(f"--{flag} does not apply to --task {args.task}")
+    if wanted is None:
+        return None
+    value = getattr(args, wanted)
+    if value is None:
+        raise CliError(f"--task {args.task} needs --{wanted}")
+    return value
+
+
+def _load_network(args: argparse.Namespace):
+    import torch
+
+    if args.weights:
+        from .weights import load_weights
+
+        return load_weights(args.weights)
+    if not args.random_init:
+        raise CliError(f"no trained weights ship for {args.model!r} yet; pass --random-init to run it untrained")
+    from .registry import create_model
+
+    torch.manual_seed(args.seed)
+    print(f"note: {args.model} has RANDOM weights (untrained)", file=sys.stderr)
+    return create_model(args.model)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .data import EvalPairs, find_images, find_set
+    from .evaluate import evaluate_set, format_table, network_restorer, write_results
+
+    level = _task_level(args)
+    sources = [x for x in (args.model, args.weights, args.baseline) if x]
+    if len(sources) != 1:
+        raise CliError("give exactly one of --model, --weights, --baseline")
+    folders: list[tuple[str, Path]] = []
+    for name in (args.sets or "").split(","):
+        if name.strip():
+            folders.append((name.strip(), find_set(name.strip(), args.data_root)))
+    for folder in args.data or []:
+        folders.append((Path(folder).name, Path(folder)))
+    if not folders:
+        raise CliError("give --sets NAME[,NAME...] or --data DIR")
+    if args.baseline:
+        from .baselines import make_baseline
+
+        restorer, colors, label = make_baseline(args.baseline, args.task, level), None, f"baseline {args.baseline}"
+    else:
+        model = _load_network(args)
+        restorer, colors = network_restorer(model, args.task, tiling=args.tiling), model.colors
+        label = args.model or args.weights
+    pairs = [(name, EvalPairs(folder, task=args.task, level=level, colors=colors)) for name, folder in folders]
+    for name, p in pairs:
+        if args.limit:
+            p.files = p.files[: args.limit]
+    total = sum(len(p) for _, p in pairs)
+    results = []
+    with tqdm(total=total, desc="eval", unit="img", disable=args.quiet or None, file=sys.stderr) as bar:
+        for name, p in pairs:
+            results += evaluate_set(restorer, p, set_name=name, scale=int(level) if args.task == "sr" else 1, progress=bar.update)
+    print(f"{label}: task {args.task}" + (f", level {level:g}" if level is not None else ""))
+    print(format_table(results, per_image=not args.means_only))
+    meta = {"task": args.task, "level": level, "source": label, "tiling": args.tiling if not args.baseline else None,
+            "sets": [name for name, _ in folders]}
+    for out in (args.json, args.csv):
+        if out:
+            write_results(out, results, meta)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="panet", description="Pyramid Attention Networks for image restoration")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +186,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what a state dict cannot hold, under the release's names (level, softmax_scale, average, res_scale)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("eval", help="PSNR / SSIM on benchmark sets with the paper's protocol")
+    p.add_argument("--task", required=True, choices=["sr", "denoise", "car", "demosaic"])
+    p.add_argument("--scale", type=int, help="SR scale (2, 3, 4)")
+    p.add_argument("--sigma", type=float, help="noise sigma on the 0-255 scale")
+    p.add_argument("--quality", type=int, help="JPEG quality")
+    p.add_argument("--model", help="a preset name")
+    p.add_argument("--weights", help="a .safetensors file written by panet")
+    p.add_argument("--baseline", help="bicubic | identity | bm3d | menon | malvar")
+    p.add_argument("--random-init", action="store_true", help="evaluate a preset with random weights")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sets", help="comma-separated set names under the data root (Set5,Set14,...)")
+    p.add_argument("--data", action="append", help="a folder of ground-truth images (repeatable)")
+    p.add_argument("--data-root", help="root of the benchmark sets (default: $PANET_DATA)")
+    p.add_argument("--tiling", choices=["legacy", "none"], default="legacy", help="legacy: the release's forward_chop")
+    p.add_argument("--limit", type=int, help="only the first N images of each set")
+    p.add_argument("--json", help="write per-image and mean results as JSON")
+    p.add_argument("--csv", help="write per-image results as CSV")
+    p.add_argument("--means-only", action="store_true", help="print only the set means")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("restore", help="restore images with a model")
     p.add_argument("inputs", nargs="+", help="image files or folders")
@@ -143,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"panet: error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, KeyError, TypeError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, TypeError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"panet: error: {message}", file=sys.stderr)
         return 2

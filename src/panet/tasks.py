@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Task:
@@ -20,6 +22,60 @@ class Task:
     def metric_options(self, scale: int = 1) -> dict:
         """Keyword arguments for panet.metrics.psnr / ssim under this task's protocol."""
         return {"y_channel": self.y_channel, "crop_border": scale if self.shave_scale else 0}
+
+    def check_level(self, level: float | None) -> float:
+        """Validate the degradation level: SR scale, noise sigma (0-255), JPEG quality; demosaicing has none."""
+        if self.name == "demosaic":
+            return 0
+        if level is None:
+            raise ValueError(f"task {self.name!r} needs a level ({LEVEL_NAMES[self.name]})")
+        if self.name == "sr" and level not in (2, 3, 4):
+            raise ValueError(f"SR scale must be 2, 3 or 4, got {level}")
+        if self.name == "denoise" and not 0 <= level <= 255:
+            raise ValueError(f"noise sigma must be in 0..255 (0-255 scale), got {level}")
+        if self.name == "car" and not (1 <= level <= 100 and float(level).is_integer()):
+            raise ValueError(f"JPEG quality must be an integer in 1..100, got {level}")
+        return level
+
+    def make_pair(self, target: np.ndarray, level: float | None, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(degraded input, ground truth) from a uint8 HxWxC ground-truth image, deterministically.
+
+        * sr: the HR image cropped to a multiple of the scale and its MATLAB-bicubic LR;
+        * denoise: AWGN of ``sigma`` (0-255 scale), clipped and quantised to 8 bit;
+        * car: JPEG at quality ``q`` of the gray image (RGB images are turned into
+          the Y of MATLAB rgb2ycbcr, rounded, as in the JPEG-deblocking literature);
+        * demosaic: the 3-channel zero-filled GRBG mosaic.
+        """
+        from . import degrade
+
+        level = self.check_level(level)
+        if target.ndim == 2:
+            target = target[:, :, None]
+        if self.name == "sr":
+            hr, lr = degrade.bicubic_lr(target, int(level))
+            return lr, hr
+        if self.name == "denoise":
+            return degrade.gaussian_noise(target, float(level), seed=seed), target
+        if self.name == "car":
+            gray = to_gray_y(target)
+            return degrade.jpeg(gray, int(level)), gray
+        if target.shape[2] != 3:
+            raise ValueError("demosaicing needs RGB images")
+        return degrade.mosaic(target), target
+
+
+# The level argument of each task, as the command line names it.
+LEVEL_NAMES = {"sr": "--scale 2|3|4", "denoise": "--sigma (0-255 scale)", "car": "--quality 1..100", "demosaic": "none"}
+
+
+def to_gray_y(img: np.ndarray) -> np.ndarray:
+    """uint8 HxWx1 gray image: gray stays; RGB becomes the rounded Y of MATLAB rgb2ycbcr (16-235)."""
+    if img.ndim == 2:
+        return img[:, :, None]
+    if img.shape[2] == 1:
+        return img
+    y = 16.0 + img.astype(np.float64) @ (np.array([65.481, 128.553, 24.966]) / 255.0)
+    return np.floor(y + 0.5).astype(np.uint8)[:, :, None]
 
 
 TASKS: dict[str, Task] = {

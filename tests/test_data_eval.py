@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_path
+from panet.baselines import make_baseline
+from panet.cli import main
+from panet.data import EvalPairs, TrainPairs, find_set
+from panet.images import write_image
+from panet.tasks import get_task
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "data" / "benchmarks" / "Tiny"
+    for i, shape in enumerate([(60, 52, 3), (49, 64, 3), (56, 56, 3)]):
+        base = np.linspace(0, 255, shape[0] * shape[1]).reshape(shape[:2])[:, :, None]
+        write_image(root / f"im{i}.png", np.clip(base + rng.normal(0, 20, shape), 0, 255).astype(np.uint8))
+    return root
+
+
+def test_find_set_layouts_and_error(tmp_path, folder):
+    assert find_set("Tiny", tmp_path / "data") == folder
+    hr = tmp_path / "other" / "benchmark" / "Tiny" / "HR"
+    hr.mkdir(parents=True)
+    write_image(hr / "a.png", np.zeros((8, 8), np.uint8))
+    assert find_set("Tiny", tmp_path / "other") == hr
+    with pytest.raises(FileNotFoundError, match="looked in"):
+        find_set("Nope", tmp_path / "data")
+
+
+@pytest.mark.parametrize("task, level, colors", [("sr", 3, 3), ("denoise", (5, 50), 3), ("denoise", 25, 1), ("car", 20, 3), ("demosaic", None, 3)])
+def test_train_pairs_shapes_determinism_and_range(folder, task, level, colors):
+    pairs = TrainPairs([folder], task=task, level=level, patch_size=16, colors=colors, length=10, seed=3)
+    x, y = pairs[4]
+    scale = 3 if task == "sr" else 1
+    c = 1 if task == "car" else colors
+    assert x.shape == (c, 16, 16) and y.shape == (c, 16 * scale, 16 * scale)
+    assert 0 <= x.min() and x.max() <= 1 and x.dtype == torch.float32
+    x2, y2 = TrainPairs([folder], task=task, level=level, patch_size=16, colors=colors, length=10, seed=3)[4]
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert not torch.equal(y, pairs[5][1])
+    loader = torch.utils.data.DataLoader(pairs, batch_size=5, num_workers=2)
+    assert next(iter(loader))[0].shape == (5, c, 16, 16)
+
+
+def test_demosaic_training_pairs_are_mosaics_of_their_target(folder):
+    x, y = TrainPairs([folder], task="demosaic", level=None, patch_size=16, length=4)[1]
+    kept = x > 0
+    assert torch.equal(x[kept], y[kept])
+    assert (x > 0).sum(0).max() <= 1  # at most one sample per pixel
+
+
+def test_eval_pairs_are_deterministic_and_scored_with_the_protocol(folder):
+    a = list(EvalPairs(folder, task="denoise", level=30))
+    b = list(EvalPairs(folder, task="denoise", level=30))
+    assert all(np.array_equal(p.degraded, q.degraded) for p, q in zip(a, b))
+    assert get_task("sr").metric_options(4) == {"y_channel": True, "crop_border": 4}
+    assert get_task("car").metric_options(1) == {"y_channel": False, "crop_border": 0}
+    with pytest.raises(ValueError, match="needs a level"):
+        EvalPairs(folder, task="car", level=None)
+
+
+def test_eval_cli_baseline_and_random_network_json(tmp_path, folder, capsys):
+    out = tmp_path / "r.json"
+    args = ["eval", "--task", "sr", "--scale", "2", "--sets", "Tiny", "--data-root", str(tmp_path / "data"), "--quiet"]
+    assert main(args + ["--baseline", "bicubic", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["sets"]["Tiny"]["images"] == 3 and len(data["images"]) == 3
+    assert main(args + ["--model", "pa-edsr-s-x2", "--random-init", "--tiling", "none"]) == 0
+    assert "Tiny" in capsys.readouterr().out
+    assert main(["eval", "--task", "sr", "--sigma", "3", "--baseline", "bicubic", "--data", str(folder)]) == 2
+    assert main(["eval", "--task", "denoise", "--sigma", "10", "--baseline", "bicubic", "--data", str(folder)]) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["eval", "--task", "car", "--quality", "10", "--baseline", "identity", "--data", str(empty)]) == 2
+
+
+def test_paper_rows_reproduced_by_identity_baselines():
+    """The degraded inputs themselves give the paper's JPEG and mosaiced rows (Tables 2 and 3)."""
+    from panet.evaluate import evaluate_set, summarize
+
+    kodak = shared_path("data", "benchmarks", "Kodak24")
+    mean = summarize(evaluate_set(make_baseline("identity", "demosaic", None), EvalPairs(kodak, task="demosaic", level=None), set_name="K"))["K"]
+    assert mean["psnr"] == pytest.approx(8.56, abs=0.005) and mean["ssim"] == pytest.approx(0.0682, abs=5e-5)
+    classic = shared_path("data", "benchmarks", "Classic5")
+    mean = summarize(evaluate_set(make_baseline("identity", "car", 10), EvalPairs(classic, task="car", level=10), set_name="C"))["C"]
+    assert mean["psnr"] == pytest.approx(27.82, abs=0.05)
