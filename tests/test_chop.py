@@ -55,3 +55,17 @@ def test_too_small_inputs_give_a_clear_error():
         panet.forward_chop(Identity(), torch.rand(1, 3, 20, 20), min_size=100)
     with pytest.raises(ValueError, match="expects"):
         panet.forward_chop(Identity(), torch.rand(3, 20, 20))
+
+
+def test_forward_tiled_is_seamless_for_local_models():
+    x = torch.rand(2, 3, 70, 93)
+    assert torch.allclose(panet.forward_tiled(Identity(), x, tile=32, overlap=8), x, atol=1e-6)
+    out = panet.forward_tiled(Nearest(2), x, tile=40, overlap=10)
+    assert torch.allclose(out, F.interpolate(x, scale_factor=2, mode="nearest"), atol=1e-6)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    with torch.no_grad():
+        full, tiled = conv(x), panet.forward_tiled(conv, x, tile=32, overlap=12, scale=1)
+    # receptive radius 1 px <= overlap / 4: the blend is exact
+    assert torch.allclose(full, tiled, atol=1e-5)
+    with pytest.raises(ValueError, match="overlap"):
+        panet.forward_tiled(Identity(), x, tile=16, overlap=16)

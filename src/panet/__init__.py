@@ -27,6 +27,7 @@ _EXPORTS = {
     "save_weights": "weights",
     "load_weights": "weights",
     "forward_chop": "inference",
+    "forward_tiled": "inference",
     "imresize": "imresize",
     "get_task": "tasks",
 }
@@ -50,7 +51,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .attention import PyramidAttention, patch_attention, pyramid_attention
     from .imresize import imresize
-    from .inference import forward_chop
+    from .inference import forward_chop, forward_tiled
     from .tasks import get_task
     from .model import PANet, count_parameters
     from .registry import create_model, get_preset, list_models

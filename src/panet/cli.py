@@ -149,7 +149,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         restorer, colors, label = make_baseline(args.baseline, args.task, level), None, f"baseline {args.baseline}"
     else:
         model = _load_network(args)
-        restorer, colors = network_restorer(model, args.task, tiling=args.tiling), model.colors
+        restorer = network_restorer(model, args.task, tiling=args.tiling, tile=args.tile, overlap=args.tile_overlap)
+        colors = model.colors
         label = args.model or args.weights
     pairs = [(name, EvalPairs(folder, task=args.task, level=level, colors=colors)) for name, folder in folders]
     for name, p in pairs:
@@ -200,7 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sets", help="comma-separated set names under the data root (Set5,Set14,...)")
     p.add_argument("--data", action="append", help="a folder of ground-truth images (repeatable)")
     p.add_argument("--data-root", help="root of the benchmark sets (default: $PANET_DATA)")
-    p.add_argument("--tiling", choices=["legacy", "none"], default="legacy", help="legacy: the release's forward_chop")
+    p.add_argument("--tiling", choices=["legacy", "tile", "none"], default="legacy",
+                   help="legacy: the release's forward_chop; tile: overlapping tiles, blended; none: whole images")
+    p.add_argument("--tile", type=int, default=128, help="tile size for --tiling tile")
+    p.add_argument("--tile-overlap", type=int, default=16, help="overlap for --tiling tile")
     p.add_argument("--limit", type=int, help="only the first N images of each set")
     p.add_argument("--json", help="write per-image and mean results as JSON")
     p.add_argument("--csv", help="write per-image results as CSV")

@@ -33,15 +33,21 @@ class ImageResult:
     seconds: float
 
 
-def network_restorer(model, task: str, *, tiling: str = "legacy", device: str = "cpu") -> Restorer:
-    """Wrap a network: uint8 HxWxC in, uint8 out, with the release's tiling by default."""
+def network_restorer(
+    model, task: str, *, tiling: str = "legacy", device: str = "cpu", tile: int = 128, overlap: int = 16
+) -> Restorer:
+    """Wrap a network: uint8 HxWxC in, uint8 out, with the release's tiling by default.
+
+    tiling: ``legacy`` (the release's forward_chop with the task's min_size),
+    ``tile`` (overlapping ``tile`` x ``tile`` windows, blended) or ``none``.
+    """
     import torch
 
     from .images import to_tensor, to_uint8
-    from .inference import forward_chop
+    from .inference import forward_chop, forward_tiled
 
-    if tiling not in ("legacy", "none"):
-        raise ValueError(f"tiling must be 'legacy' or 'none', got {tiling!r}")
+    if tiling not in ("legacy", "tile", "none"):
+        raise ValueError(f"tiling must be 'legacy', 'tile' or 'none', got {tiling!r}")
     min_size = get_task(task).chop_min_size
     model = model.to(device).eval()
 
@@ -50,6 +56,8 @@ def network_restorer(model, task: str, *, tiling: str = "legacy", device: str = 
         with torch.no_grad():
             if tiling == "legacy" and x.shape[-2] * x.shape[-1] >= min_size:
                 y = forward_chop(model, x, min_size=min_size)
+            elif tiling == "tile":
+                y = forward_tiled(model, x, tile=tile, overlap=overlap)
             else:
                 y = model(x)
         return to_uint8(y)

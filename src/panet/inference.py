@@ -1,4 +1,4 @@
-"""Test-time helpers: the release's recursive tiling (``forward_chop``)."""
+"""Test-time tiling: the release's recursive ``forward_chop`` and blended overlapping tiles."""
 from __future__ import annotations
 
 from typing import Callable
@@ -60,3 +60,67 @@ def _chop(model: Model, x: Tensor, shave: int, min_size: int, scale: int) -> Ten
     out[:, :, h_half:h, 0:w_half] = outs[2][:, :, (h_size - h + h_half):h_size, 0:w_half]
     out[:, :, h_half:h, w_half:w] = outs[3][:, :, (h_size - h + h_half):h_size, (w_size - w + w_half):w_size]
     return out
+
+
+def _tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile + 1, stride))
+    if starts[-1] + tile < size:
+        starts.append(size - tile)
+    return starts
+
+
+def _ramp(length: int, overlap: int, taper_start: bool, taper_end: bool, device, dtype) -> Tensor:
+    """Blend weights along one side of a tile.
+
+    Sides that border another tile get weight 0 on the outer quarter of the
+    overlap (where the tile's own zero padding reaches) and ramp linearly to 1
+    over the next half; sides on the image border keep weight 1.
+    """
+    w = torch.ones(length, device=device, dtype=dtype)
+    if overlap <= 0:
+        return w
+    i = torch.arange(length, device=device, dtype=dtype) + 0.5
+    rise = lambda d: ((d - overlap / 4) / (overlap / 2)).clamp(0, 1)  # noqa: E731
+    if taper_start:
+        w = torch.minimum(w, rise(i))
+    if taper_end:
+        w = torch.minimum(w, rise(length - i))
+    return w
+
+
+def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16, scale: int | None = None) -> Tensor:
+    """Run ``model`` on overlapping ``tile`` x ``tile`` windows and blend the seams.
+
+    Memory is bounded by one tile whatever the image size. Each output pixel is
+    a weighted mean of the tiles covering it, with weights tapering linearly
+    over the overlap. For a local network whose receptive radius is at most
+    ``overlap / 4`` the result equals the untiled one; for pyramid attention a
+    tile limits where attention can look (larger tiles see more of the image).
+    """
+    if x.dim() != 4:
+        raise ValueError(f"forward_tiled expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    if tile < 1 or not 0 <= overlap < tile:
+        raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+    scale = int(getattr(model, "scale", 1) if scale is None else scale)
+    b, _, h, w = x.shape
+    if h <= tile and w <= tile:
+        return model(x)
+    stride = tile - overlap
+    out = weight = None
+    for y0 in _tile_starts(h, tile, stride):
+        for x0 in _tile_starts(w, tile, stride):
+            y = model(x[:, :, y0 : y0 + tile, x0 : x0 + tile])
+            if out is None:
+                out = y.new_zeros(b, y.shape[1], h * scale, w * scale)
+                weight = y.new_zeros(1, 1, h * scale, w * scale)
+            th, tw = y.shape[-2:]
+            ov = overlap * scale
+            rows = _ramp(th, ov, y0 > 0, y0 + tile < h, y.device, y.dtype)
+            cols = _ramp(tw, ov, x0 > 0, x0 + tile < w, y.device, y.dtype)
+            mask = rows[:, None] * cols[None, :]
+            ys, xs = slice(y0 * scale, y0 * scale + th), slice(x0 * scale, x0 * scale + tw)
+            out[:, :, ys, xs] += y * mask
+            weight[:, :, ys, xs] += mask
+    return out / weight
