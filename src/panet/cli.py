@@ -170,6 +170,14 @@ def _cmd_eval(args: argparse.Namespace) -> None:
             write_results(out, results, meta)
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .train import load_config, train
+
+    config = load_config(args.config, args.overrides)
+    result = train(config, resume=args.resume, max_steps=args.max_steps, quiet=args.quiet)
+    print(f"step {result['step']}: checkpoint and log in {result['out_dir']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="panet", description="Pyramid Attention Networks for image restoration")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--means-only", action="store_true", help="print only the set means")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("train", help="train from a YAML recipe (see configs/)")
+    p.add_argument("config", help="YAML recipe")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. iterations=1000 optim.lr=2e-4")
+    p.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoint.pt")
+    p.add_argument("--max-steps", type=int, help="stop after this many steps in this call (resume later)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("restore", help="restore images with a model")
     p.add_argument("inputs", nargs="+", help="image files or folders")
