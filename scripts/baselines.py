@@ -3,6 +3,7 @@
     pip install -e ".[baselines]"
     python scripts/baselines.py --data-root ../shared/data            # all of it (about an hour on 2 cores)
     python scripts/baselines.py --data-root ../shared/data --only sr  # one task
+    python scripts/baselines.py --data-root ../shared/data --methods identity,menon,malvar  # the fast ones
 
 Each (task, level, set, baseline) result is cached as JSON in results/baselines/, so an interrupted run resumes
 where it stopped; --fresh recomputes. The markdown is rebuilt from the cache at the end of every run, and
@@ -118,6 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--only", choices=["sr", "denoise", "car", "demosaic"])
+    parser.add_argument("--methods", help="comma-separated baselines to run (default: all)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--fresh", action="store_true", help="ignore cached results")
     parser.add_argument("--output", default=str(ROOT / "docs" / "baselines.md"))
@@ -129,6 +131,8 @@ def main() -> None:
         for set_name in sets:
             for level in levels:
                 for baseline in baselines:
+                    if args.methods and baseline not in args.methods.split(","):
+                        continue
                     if args.fresh or not (CACHE / key_name(task, level, set_name, baseline)).exists():
                         jobs.append((task, level, set_name, baseline, args.data_root))
     # slow jobs first, so the pool stays busy
