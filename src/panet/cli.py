@@ -54,15 +54,13 @@ def _cmd_convert(args: argparse.Namespace) -> None:
 
 
 def _cmd_restore(args: argparse.Namespace) -> None:
-    import torch
-
-    from .images import IMAGE_SUFFIXES, read_image, to_tensor, to_uint8, write_image
-    from .inference import forward_chop
+    from .evaluate import network_restorer
+    from .images import IMAGE_SUFFIXES, read_image, write_image
 
     if not (args.weights or args.model):
         raise CliError("give --weights FILE or --model NAME")
     model = _load_network(args)
-    model.eval()
+    restore = network_restorer(model, None, tiling=args.tiling)
     inputs: list[Path] = []
     for item in args.inputs:
         path = Path(item)
@@ -80,12 +78,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         try:
             if target.resolve() == path.resolve():
                 raise CliError(f"{target} is the input; refusing to overwrite it")
-            x = to_tensor(read_image(path, colors=model.colors))
-            with torch.no_grad():
-                # the release's chop with its default min_size; images below it run whole
-                tiled = args.tiling == "legacy" and x.shape[-2] * x.shape[-1] >= 6400
-                y = forward_chop(model, x, min_size=6400) if tiled else model(x)
-            write_image(target, to_uint8(y))
+            write_image(target, restore(read_image(path, colors=model.colors)))
             print(f"{path} -> {target}")
         except (CliError, ValueError, FileNotFoundError) as exc:
             failures += 1

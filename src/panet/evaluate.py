@@ -34,12 +34,13 @@ class ImageResult:
 
 
 def network_restorer(
-    model, task: str, *, tiling: str = "legacy", device: str = "cpu", tile: int = 128, overlap: int = 16
+    model, task: str | None, *, tiling: str = "legacy", device: str = "cpu", tile: int = 128, overlap: int = 16
 ) -> Restorer:
     """Wrap a network: uint8 HxWxC in, uint8 out, with the release's tiling by default.
 
-    tiling: ``legacy`` (the release's forward_chop with the task's min_size),
-    ``tile`` (overlapping ``tile`` x ``tile`` windows, blended) or ``none``.
+    tiling: ``legacy`` (the release's forward_chop with the task's min_size;
+    6400 when no task is given), ``tile`` (overlapping ``tile`` x ``tile``
+    windows, blended) or ``none``.
     """
     import torch
 
@@ -48,7 +49,7 @@ def network_restorer(
 
     if tiling not in ("legacy", "tile", "none"):
         raise ValueError(f"tiling must be 'legacy', 'tile' or 'none', got {tiling!r}")
-    min_size = get_task(task).chop_min_size
+    min_size = get_task(task).chop_min_size if task else 6400
     model = model.to(device).eval()
 
     def restore(img: np.ndarray) -> np.ndarray:

@@ -74,8 +74,9 @@ def to_gray_y(img: np.ndarray) -> np.ndarray:
         return img[:, :, None]
     if img.shape[2] == 1:
         return img
-    y = 16.0 + img.astype(np.float64) @ (np.array([65.481, 128.553, 24.966]) / 255.0)
-    return np.floor(y + 0.5).astype(np.uint8)[:, :, None]
+    from .metrics import rgb_to_y
+
+    return np.floor(rgb_to_y(img.astype(np.float64)) + 0.5).astype(np.uint8)
 
 
 TASKS: dict[str, Task] = {
