@@ -55,18 +55,35 @@ def key_name(task, level, set_name, baseline) -> str:
 
 
 def run_one(job) -> dict:
+    """One (task, level, set, baseline). Per-image results are cached as they come
+    (results/baselines/partial/), so a killed run loses at most one image."""
     task, level, set_name, baseline, data_root = job
     from panet.baselines import make_baseline
     from panet.data import EvalPairs, find_set
-    from panet.evaluate import evaluate_set, summarize
+    from panet.evaluate import ImageResult, evaluate_set, summarize
 
+    name = key_name(task, level, set_name, baseline)
+    partial = CACHE / "partial" / name.removesuffix(".json")
+    partial.mkdir(parents=True, exist_ok=True)
     pairs = EvalPairs(find_set(set_name, data_root), task=task, level=level, colors=None)
-    results = evaluate_set(make_baseline(baseline, task, level), pairs, set_name=set_name, scale=level if task == "sr" else 1)
+    restorer = make_baseline(baseline, task, level)
+    results = []
+    for path in list(pairs.files):
+        done = partial / f"{path.stem}.json"
+        if done.exists():
+            results.append(ImageResult(**json.loads(done.read_text())))
+            continue
+        pairs.files = [path]
+        (result,) = evaluate_set(restorer, pairs, set_name=set_name, scale=level if task == "sr" else 1)
+        done.write_text(json.dumps(result.__dict__))
+        results.append(result)
     mean = summarize(results)[set_name]
     record = {"task": task, "level": level, "set": set_name, "baseline": baseline, **mean,
               "per_image": {r.image: [round(r.psnr, 4), round(r.ssim, 5)] for r in results}}
-    CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / key_name(task, level, set_name, baseline)).write_text(json.dumps(record, indent=1))
+    (CACHE / name).write_text(json.dumps(record, indent=1))
+    for f in partial.iterdir():
+        f.unlink()
+    partial.rmdir()
     return record
 
 
@@ -135,8 +152,8 @@ def main() -> None:
                         continue
                     if args.fresh or not (CACHE / key_name(task, level, set_name, baseline)).exists():
                         jobs.append((task, level, set_name, baseline, args.data_root))
-    # slow jobs first, so the pool stays busy
-    jobs.sort(key=lambda j: j[3] != "bm3d")
+    # slow jobs first, so the pool stays busy; among them gray (fast) first, then the levels our models target
+    jobs.sort(key=lambda j: (j[3] != "bm3d", j[2] not in ("Set12", "BSD68"), j[1] != 50))
     print(f"{len(jobs)} configurations to run", flush=True)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for record in pool.map(run_one, jobs):

@@ -71,3 +71,65 @@ def test_config_errors(tiny, tmp_path):
 def test_bf16_autocast_step_runs(tiny, tmp_path):
     result = train(load_config(tiny, [f"out_dir={tmp_path / 'bf16'}", "precision=bf16", "iterations=2"]), quiet=True)
     assert len(result["losses"]) == 2 and all(np.isfinite(result["losses"]))
+
+
+def test_torchrun_two_cpu_processes_match_one_process(tiny, tmp_path):
+    """DDP (gloo, 2 processes, batch 2 each) makes the same updates as 1 process with batch 4."""
+    import os
+    import subprocess
+    import sys
+
+    overrides = ["batch_size=4", "iterations=3", "val_every=100", "device=cpu"]
+    single = load_config(tiny, [*overrides, f"out_dir={tmp_path / 'one'}"])
+    train(single, quiet=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "panet", "train", str(tiny), "--quiet", *overrides, f"out_dir={tmp_path / 'two'}"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=True)
+    assert a["step"] == b["step"] == 3
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], rtol=1e-4, atol=1e-5, msg=key)
+    log_one = [line.split(",")[1] for line in (tmp_path / "one" / "log.csv").read_text().splitlines()[1:]]
+    log_two = [line.split(",")[1] for line in (tmp_path / "two" / "log.csv").read_text().splitlines()[1:]]
+    assert len(log_one) == len(log_two) == 3
+    for u, v in zip(log_one, log_two):  # rank 0 logs the loss averaged over both processes
+        assert abs(float(u) - float(v)) < 1e-4
+
+
+def test_step_sampler_shares_the_global_batch():
+    from panet.train import StepSampler
+
+    whole = list(StepSampler(2, 4, 4))
+    parts = [list(StepSampler(2, 4, 4, rank, 2)) for rank in range(2)]
+    assert whole == [8, 9, 10, 11, 12, 13, 14, 15]
+    assert parts == [[8, 9, 12, 13], [10, 11, 14, 15]]
+    with pytest.raises(ValueError, match="not divisible"):
+        StepSampler(0, 1, 3, 0, 2)
+
+
+def test_init_from_weights_skips_only_what_is_listed(tmp_path):
+    from panet import create_model
+    from panet.train import load_init_weights
+    from panet.weights import save_weights
+
+    x2 = create_model("pa-edsr-s-x2", blocks=2, features=8, attention_reduction=2)
+    save_weights(x2, tmp_path / "x2.safetensors")
+    x4 = create_model("pa-edsr-s-x4", blocks=2, features=8, attention_reduction=2)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_init_weights(x4, tmp_path / "x2.safetensors")
+    skipped = load_init_weights(x4, tmp_path / "x2.safetensors", ["upsample.*"])
+    assert skipped and all(k.startswith("upsample.") for k in skipped)
+    for key, value in x2.state_dict().items():
+        if not key.startswith("upsample."):
+            assert torch.equal(x4.state_dict()[key], value), key
+
+
+def test_curves_png_is_written(tiny, tmp_path):
+    from PIL import Image
+
+    train(load_config(tiny, [f"out_dir={tmp_path / 'plot'}", "iterations=3"]), quiet=True)
+    with Image.open(tmp_path / "plot" / "curves.png") as image:
+        assert image.size == (960, 320)

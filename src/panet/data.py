@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -73,6 +74,17 @@ def find_set(name: str, root: str | os.PathLike | None = None) -> Path:
         if path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
             return path
     raise FileNotFoundError(f"set {name!r} not found; looked in: {', '.join(str(p) for p in looked)}")
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """Width and height from the header (no decoding)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable image ({exc})") from None
 
 
 class ImageCache:
@@ -175,14 +187,19 @@ class TrainPairs(torch.utils.data.Dataset):
         if self.task.name == "demosaic" and colors != 3:
             raise ValueError("demosaicing needs colors=3")
         files = [f for folder in folders for f in find_images(folder)]
+        need = patch_size * (int(self.level.low) if self.task.name == "sr" else 1)
+        small = [f for f in files if min(_image_size(f)) < need]
+        if small:
+            files = [f for f in files if f not in set(small)]
+            if not files:
+                raise ValueError(f"every training image is smaller than the {need}px patch")
+            print(f"note: skipping {len(small)} training image(s) smaller than the {need}px patch "
+                  f"({', '.join(f.name for f in small[:3])}{', ...' if len(small) > 3 else ''})", file=sys.stderr)
         self.colors = 1 if self.task.name == "car" else colors
         self.images = ImageCache(files, None if self.task.name == "car" else self.colors)
         self.scale = int(self.level.low) if self.task.name == "sr" else 1
         self.patch_size, self.length, self.seed, self.augment = patch_size, length, seed, augment
         self._lr_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        small = [files[k].name for k in range(min(len(files), 50)) if min(self.images[k].shape[:2]) < patch_size * self.scale]
-        if small:
-            raise ValueError(f"images smaller than the {patch_size * self.scale}px patch: {', '.join(small[:5])}")
 
     def __len__(self) -> int:
         return self.length
@@ -226,14 +243,22 @@ class EvalItem:
 class EvalPairs:
     """Whole benchmark images with deterministic degradations (the seed of each image comes from its name)."""
 
-    def __init__(self, folder: str | os.PathLike, *, task: str, level: float | None, colors: int | None = 3, seed: int = 0):
+    def __init__(
+        self, folder: str | os.PathLike, *, task: str, level: float | None, colors: int | None = 3, seed: int = 0,
+        crop: int | None = None,
+    ):
         """``colors``: channels to read the images with (None: as stored). SR and
-        demosaicing always use RGB, CAR always gray."""
+        demosaicing always use RGB, CAR always gray. ``crop``: evaluate only the
+        centre ``crop`` x ``crop`` of each ground truth (cheap validation during
+        training; the attention is quadratic in the image area)."""
         self.task = get_task(task)
         self.level = self.task.check_level(level)
         self.files = find_images(folder)
         self.colors = {"car": 1, "sr": 3, "demosaic": 3}.get(self.task.name, colors)
         self.seed = seed
+        if crop is not None and crop < 1:
+            raise ValueError(f"crop must be a positive size, got {crop}")
+        self.crop = crop
 
     def __len__(self) -> int:
         return len(self.files)
@@ -242,5 +267,9 @@ class EvalPairs:
         for path in self.files:
             colors = None if self.task.name == "car" else self.colors
             image = read_image(path, colors=colors)
+            if self.crop:
+                h, w = image.shape[:2]
+                top, left = max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
+                image = image[top : top + self.crop, left : left + self.crop]
             degraded, target = self.task.make_pair(image, self.level or None, seed=seed_for(path.name, self.seed))
             yield EvalItem(path.stem, degraded, target)

@@ -40,6 +40,7 @@ class DataConfig:
     patch_size: int = 48  # input patch (SR: LR side)
     workers: int = 0
     val_images: int | None = None  # first N images of each validation set
+    val_crop: int | None = None  # validate on centre crops of this size (full images: null)
 
 
 @dataclass
@@ -64,10 +65,14 @@ class TrainConfig:
     batch_size: int = 16
     seed: int = 0
     precision: str = "fp32"  # fp32 | bf16 (autocast)
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    init: str | None = None  # start from these weights (.safetensors or a checkpoint.pt), e.g. SR x4 from x2
+    init_skip: list[str] = field(default_factory=list)  # glob patterns of keys left freshly initialised
     ema: float | None = 0.999  # decay; None disables
     val_every: int = 1000
     checkpoint_every: int = 500
     log_every: int = 50
+    tensorboard: bool = False  # needs the `tensorboard` extra
     out_dir: str = "runs/default"
 
 
@@ -129,6 +134,10 @@ def _validate(c: TrainConfig) -> None:
         raise ValueError(f"model {c.model} is a {preset.task} preset, but the task is {task.name}")
     if c.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be fp32 or bf16, got {c.precision!r}")
+    if c.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {c.device!r}")
+    if c.init_skip and not c.init:
+        raise ValueError("init_skip is set but init is not")
     for name in ("iterations", "batch_size", "val_every", "checkpoint_every", "log_every"):
         if not isinstance(getattr(c, name), int) or getattr(c, name) < 1:
             raise ValueError(f"{name} must be a positive integer")
@@ -150,45 +159,117 @@ def _folders(names: list[str], root: str | None) -> list[Path]:
 
 
 class StepSampler(torch.utils.data.Sampler):
-    """Indices of steps ``start..stop-1``: step t takes items t*B .. t*B+B-1."""
+    """Item indices of steps ``start..stop-1`` for one of ``world`` processes.
 
-    def __init__(self, start: int, stop: int, batch_size: int):
-        self.start, self.stop, self.batch_size = start, stop, batch_size
+    Step t uses the global batch of items t*B .. t*B+B-1 and rank r takes its
+    contiguous share, so N processes see exactly the items (and, DDP averaging
+    the gradients of equal shares, make exactly the updates) of one process with
+    the same global batch. This replaces ``DistributedSampler``, whose epoch
+    shuffling and padding would break that equivalence and exact resume.
+    """
+
+    def __init__(self, start: int, stop: int, batch_size: int, rank: int = 0, world: int = 1):
+        if batch_size % world:
+            raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
+        self.start, self.stop, self.batch_size, self.rank, self.world = start, stop, batch_size, rank, world
+        self.share = batch_size // world
 
     def __iter__(self):
-        return iter(range(self.start * self.batch_size, self.stop * self.batch_size))
+        for t in range(self.start, self.stop):
+            first = t * self.batch_size + self.rank * self.share
+            yield from range(first, first + self.share)
 
     def __len__(self) -> int:
-        return (self.stop - self.start) * self.batch_size
+        return (self.stop - self.start) * self.share
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def _load_checkpoint(path: Path) -> dict:
+def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:
         raise ValueError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ValueError("device cuda requested but CUDA is not available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def load_init_weights(model: torch.nn.Module, path: str | os.PathLike, skip: list[str] = ()) -> list[str]:
+    """Load ``path`` into ``model`` strictly, except keys matching a ``skip`` glob
+    (kept as initialised). A checkpoint.pt contributes its EMA weights when it has them.
+    Returns the skipped keys of the model."""
+    import fnmatch
+
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"init weights not found: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            source = load_file(str(path))
+        except Exception as exc:
+            raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    else:
+        state = _load_checkpoint(path)
+        source = state.get("ema") or state["model"]
+    target = model.state_dict()
+    skipped = [k for k in target if any(fnmatch.fnmatch(k, pattern) for pattern in skip)]
+    source = {k: v for k, v in source.items() if not any(fnmatch.fnmatch(k, pattern) for pattern in skip)}
+    missing = sorted(set(target) - set(skipped) - set(source))
+    unexpected = sorted(set(source) - set(target))
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]} "
+                         "(init_skip lists keys to leave initialised)")
+    wrong = [k for k in source if source[k].shape != target[k].shape]
+    if wrong:
+        raise ValueError(f"{path}: shape mismatch for {wrong[:5]}")
+    model.load_state_dict({**{k: target[k] for k in skipped}, **source}, strict=True)
+    return skipped
 
 
 def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = None, quiet: bool = False) -> dict:
     """Run (or resume) training. ``max_steps`` stops early (for tests / time-boxed sessions).
 
-    Returns {"step", "losses" (this call's), "out_dir"}.
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) each process trains on its share of every
+    global batch with DistributedDataParallel (nccl on CUDA, gloo on CPU); rank 0
+    validates, logs and writes checkpoints.
+
+    Returns {"step", "losses" (this call's, averaged over processes), "out_dir"}.
     """
+    import torch.distributed as dist
     from tqdm import tqdm
 
     from .data import TrainPairs
+    from .plot import plot_log
     from .registry import create_model
 
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = _device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} is not divisible by the {world} processes")
+    main_process = rank == 0
     out = Path(config.out_dir)
     ckpt_path = out / "checkpoint.pt"
     if not resume and ckpt_path.exists():
         raise ValueError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out_dir")
+    if resume and not ckpt_path.exists():
+        raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist")
     torch.manual_seed(config.seed)
     model = create_model(config.model, **config.model_overrides)
+    if config.init and not resume:
+        load_init_weights(model, config.init, config.init_skip)
+    model.to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas), eps=config.optim.eps,
         weight_decay=config.optim.weight_decay,
@@ -197,10 +278,8 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()} if config.ema else None
     step = 0
     if resume:
-        if not ckpt_path.exists():
-            raise FileNotFoundError(f"nothing to resume: {ckpt_path} does not exist")
-        state = _load_checkpoint(ckpt_path)
-        if state["config"] != dataclasses.asdict(config):
+        state = _load_checkpoint(ckpt_path, device)
+        if state["config"] != dataclasses.asdict(config) and main_process:
             changed = sorted(k for k in state["config"] if state["config"][k] != dataclasses.asdict(config).get(k))
             print(f"note: resuming with a changed config ({', '.join(changed)})", file=sys.stderr)
         model.load_state_dict(state["model"])
@@ -208,35 +287,52 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
         scheduler.load_state_dict(state["scheduler"])
         if ema is not None and state.get("ema") is not None:
             ema = state["ema"]
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
         step = int(state["step"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
-    level = config.data.level
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     dataset = TrainPairs(
-        _folders(config.data.train, config.data.data_root), task=config.task, level=level, patch_size=config.data.patch_size,
-        colors=model.colors, length=config.iterations * config.batch_size, seed=config.seed,
+        _folders(config.data.train, config.data.data_root), task=config.task, level=config.data.level,
+        patch_size=config.data.patch_size, colors=model.colors, length=config.iterations * config.batch_size,
+        seed=config.seed,
     )
     stop = config.iterations if max_steps is None else min(config.iterations, step + max_steps)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, sampler=StepSampler(step, stop, config.batch_size),
-        num_workers=config.data.workers, persistent_workers=False,
+        dataset, batch_size=config.batch_size // world, sampler=StepSampler(step, stop, config.batch_size, rank, world),
+        num_workers=config.data.workers, persistent_workers=False, pin_memory=device.type == "cuda",
     )
-    log_path = out / "log.csv"
-    new_log = not log_path.exists()
-    log = open(log_path, "a", newline="")
-    writer = csv.writer(log)
-    if new_log:
-        writer.writerow(["step", "loss", "lr", "val_psnr", "seconds"])
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    log = writer = board = None
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+        log_path = out / "log.csv"
+        new_log = not log_path.exists()
+        log = open(log_path, "a", newline="")
+        writer = csv.writer(log)
+        if new_log:
+            writer.writerow(["step", "loss", "lr", "val_psnr", "seconds"])
+        if config.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ValueError("tensorboard: true needs the tensorboard package (pip install 'panet[tensorboard]')") from None
+            board = SummaryWriter(str(out / "tensorboard"))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
     losses: list[float] = []
     model.train()
     start_time = time.perf_counter()
-    bar = tqdm(total=stop - step, desc="train", unit="it", disable=quiet or None, file=sys.stderr)
+    # a bar on a terminal; in a log file (nohup) one line per log_every steps instead
+    show_bar = main_process and not quiet and sys.stderr.isatty()
+    bar = tqdm(total=config.iterations, initial=step, desc="train", unit="it", disable=not show_bar, file=sys.stderr)
+    first_step = step
     try:
         for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast:
-                loss = torch.nn.functional.l1_loss(model(x).float(), y)
+                loss = torch.nn.functional.l1_loss(net(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.optim.grad_clip:
@@ -251,7 +347,13 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
                             ema[k].mul_(config.ema).add_(v.detach(), alpha=1 - config.ema)
                         else:
                             ema[k].copy_(v)
+            loss = loss.detach()
+            if world > 1:
+                dist.all_reduce(loss)
+                loss /= world
             losses.append(loss.item())
+            if not main_process:
+                continue
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             val = None
@@ -259,19 +361,39 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
                 val = validate(config, model, ema)
                 model.train()
                 bar.set_postfix(loss=f"{losses[-1]:.4f}", psnr=f"{val:.2f}" if val is not None else "-")
+            elapsed = time.perf_counter() - start_time
             if step % config.log_every == 0 or val is not None:
-                writer.writerow([step, f"{losses[-1]:.6f}", scheduler.get_last_lr()[0], "" if val is None else f"{val:.4f}",
-                                 f"{time.perf_counter() - start_time:.1f}"])
+                lr = scheduler.get_last_lr()[0]
+                writer.writerow([step, f"{losses[-1]:.6f}", lr, "" if val is None else f"{val:.4f}", f"{elapsed:.1f}"])
                 log.flush()
+                if board is not None:
+                    board.add_scalar("loss", losses[-1], step)
+                    board.add_scalar("lr", lr, step)
+                    if val is not None:
+                        board.add_scalar("val_psnr", val, step)
+                if not show_bar and not quiet:
+                    rate = elapsed / (step - first_step)
+                    eta = rate * (config.iterations - step)
+                    print(f"step {step}/{config.iterations} loss {losses[-1]:.4f} lr {lr:.3g} {rate:.2f} s/it "
+                          f"eta {eta / 3600:.1f} h" + ("" if val is None else f" val PSNR {val:.2f}"), file=sys.stderr, flush=True)
+            if val is not None:
+                plot_log(out / "log.csv", out / "curves.png", title=f"{config.model} {config.task} {config.data.level}")
             if step % config.checkpoint_every == 0 or step == stop:
                 _save_checkpoint(ckpt_path, {
                     "step": step, "config": dataclasses.asdict(config), "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "ema": ema,
                     "torch_rng": torch.get_rng_state(),
                 })
+        if main_process and step > first_step:
+            plot_log(out / "log.csv", out / "curves.png", title=f"{config.model} {config.task} {config.data.level}")
     finally:
         bar.close()
-        log.close()
+        if log is not None:
+            log.close()
+        if board is not None:
+            board.close()
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
     return {"step": step, "losses": losses, "out_dir": str(out)}
 
 
@@ -289,10 +411,11 @@ def validate(config: TrainConfig, model, ema: dict | None) -> float | None:
     net = copy.deepcopy(model)
     if ema is not None:
         net.load_state_dict(ema)
-    restorer = network_restorer(net, config.task, tiling="legacy")
+    device = next(model.parameters()).device
+    restorer = network_restorer(net, config.task, tiling="legacy", device=device)
     scores = []
     for folder in _folders(config.data.val, config.data.data_root):
-        pairs = EvalPairs(folder, task=config.task, level=_val_level(config), colors=net.colors)
+        pairs = EvalPairs(folder, task=config.task, level=_val_level(config), colors=net.colors, crop=config.data.val_crop)
         if config.data.val_images:
             pairs.files = pairs.files[: config.data.val_images]
         scale = int(config.data.level) if config.task == "sr" else 1
