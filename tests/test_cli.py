@@ -75,3 +75,81 @@ def test_restore_refuses_untrained_without_flag_and_bad_files(tmp_path):
     result = run_cli("restore", str(broken), "-o", str(tmp_path / "y.png"), "--model", "panet-dn-s", "--random-init")
     assert result.returncode == 2 and "not a readable image" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "y.png").exists()
+
+
+@pytest.fixture
+def small_example(tmp_path):
+    from panet.images import write_image
+
+    path = tmp_path / "small.png"
+    write_image(path, read_image(EXAMPLE)[:48, :40])
+    return path
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A fake set of shipped weights: a tiny blind gray denoiser and a tiny x2 SR model."""
+    import json
+
+    import panet.pretrained as pretrained
+    from panet.weights import save_weights
+
+    folder = tmp_path / "pretrained"
+    for name, preset, task, level in [("dn-gray", "panet-dn-gray-s", "denoise", [0, 50]), ("sr-x2", "pa-edsr-s-x2", "sr", 2)]:
+        torch.manual_seed(0)
+        model = panet.create_model(preset, blocks=2, features=8, attention_reduction=2)
+        save_weights(model, folder / f"{name}.safetensors", metadata={"task": task, "level": json.dumps(level)})
+        (folder / f"{name}.json").write_text(json.dumps({"name": name, "preset": preset, "task": task, "level": level}))
+    monkeypatch.setattr(pretrained, "SHIPPED", folder)
+    return folder
+
+
+def test_restore_picks_shipped_weights_for_task_and_level(shipped, small_example, tmp_path, capsys):
+    EXAMPLE = small_example
+    out = tmp_path / "out.png"
+    assert main(["restore", str(EXAMPLE), "-o", str(out), "--task", "denoise", "--sigma", "25"]) == 0
+    assert "using shipped weights dn-gray" in capsys.readouterr().err
+    assert read_image(out).shape[2] == 1  # a gray model gives a gray image
+    assert main(["restore", str(EXAMPLE), "-o", str(out), "--task", "denoise"]) == 2
+    assert "exists (use --overwrite)" in capsys.readouterr().err
+    assert main(["restore", str(EXAMPLE), "-o", str(out), "--task", "denoise", "--overwrite"]) == 0
+    assert main(["restore", str(EXAMPLE), "-o", str(out), "--task", "denoise", "--sigma", "70", "--overwrite"]) == 2
+    assert "cover level 70" in capsys.readouterr().err
+    assert main(["restore", str(EXAMPLE), "-o", str(out), "--task", "car", "--quality", "10"]) == 2
+    assert "no trained weights ship for task 'car'" in capsys.readouterr().err
+    assert main(["restore", str(EXAMPLE), "-o", str(out), "--task", "sr", "--overwrite"]) == 2
+    assert "needs --scale" in capsys.readouterr().err
+
+
+def test_restore_folder_and_weights_checks(shipped, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    image = read_image(EXAMPLE)[:24, :30]
+    from panet.images import write_image
+
+    for name in ("a", "b"):
+        write_image(src / f"{name}.png", image)
+    (src / "c.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    assert main(["restore", str(src), "-o", str(out), "--weights", "sr-x2"]) == 2  # c.png fails, the rest is written
+    err = capsys.readouterr().err
+    assert "c.png" in err and "1 of 3 images failed" in err
+    assert read_image(out / "a.png").shape == (48, 60, 3) and (out / "b.png").exists() and not (out / "c.png").exists()
+    assert main(["restore", str(src / "a.png"), "-o", str(tmp_path / "x.png"), "--weights", "sr-x2", "--task", "denoise"]) == 2
+    assert "are sr weights, not denoise" in capsys.readouterr().err
+    assert main(["restore", str(src / "a.png"), "-o", str(tmp_path / "x.png"), "--weights", "sr-x2", "--scale", "4"]) == 2
+    assert "x2, not x4" in capsys.readouterr().err
+    file = shipped / "sr-x2.safetensors"
+    assert main(["restore", str(src / "a.png"), "-o", str(tmp_path / "y.png"), "--weights", str(file)]) == 0
+    assert main(["restore", str(src / "a.png"), "-o", str(tmp_path / "z.png"), "--weights", "nope"]) == 2
+    assert "unknown weights 'nope'" in capsys.readouterr().err
+
+
+def test_load_model_by_name_and_file(shipped):
+    from panet.pretrained import find_weights, list_weights, load_model
+
+    assert [w.name for w in list_weights()] == ["dn-gray", "sr-x2"]
+    assert find_weights("denoise", 50).name == "dn-gray" and find_weights("sr", 2).level_text == "x2"
+    model = load_model("sr-x2")
+    assert model.scale == 2
+    assert load_model(shipped / "dn-gray.safetensors").colors == 1

@@ -53,51 +53,122 @@ def _cmd_convert(args: argparse.Namespace) -> None:
     print(f"wrote {output} ({model.config['blocks']} blocks, {model.config['features']} features, scale {model.scale})")
 
 
+def _weights_task(path_or_name: str) -> tuple[str | None, object]:
+    """(task, level) recorded with shipped or panet-written weights, or (None, None)."""
+    import json
+
+    from .pretrained import list_weights
+    from .weights import read_metadata
+
+    for w in list_weights():
+        if w.name == path_or_name:
+            return w.task, w.card.get("level")
+    if path_or_name.endswith(".safetensors") and Path(path_or_name).is_file():
+        try:
+            meta = read_metadata(path_or_name)
+        except Exception:
+            return None, None
+        return meta.get("task"), json.loads(meta["level"]) if "level" in meta else None
+    return None, None
+
+
 def _cmd_restore(args: argparse.Namespace) -> None:
     from .evaluate import network_restorer
     from .images import IMAGE_SUFFIXES, read_image, write_image
 
-    if not (args.weights or args.model):
-        raise CliError("give --weights FILE or --model NAME")
-    model = _load_network(args)
-    restore = network_restorer(model, None, tiling=args.tiling)
+    model, task = _restore_network(args)
+    restore = network_restorer(model, task, tiling=args.tiling, tile=args.tile, overlap=args.tile_overlap)
     inputs: list[Path] = []
     for item in args.inputs:
         path = Path(item)
         if path.is_dir():
             inputs += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif not path.exists():
+            raise CliError(f"input not found: {path}")
         else:
             inputs.append(path)
     if not inputs:
         raise CliError("no input images found")
     output = Path(args.output)
     many = len(inputs) > 1 or Path(args.inputs[0]).is_dir()
+    if many and output.exists() and not output.is_dir():
+        raise CliError(f"{output} is a file; several inputs need an output folder")
     failures = 0
     for path in inputs:
         target = output / f"{path.stem}.png" if many else output
         try:
             if target.resolve() == path.resolve():
                 raise CliError(f"{target} is the input; refusing to overwrite it")
+            if target.exists() and not args.overwrite:
+                raise CliError(f"{target} exists (use --overwrite)")
             write_image(target, restore(read_image(path, colors=model.colors)))
             print(f"{path} -> {target}")
-        except (CliError, ValueError, FileNotFoundError) as exc:
+        except (CliError, ValueError, FileNotFoundError, OSError) as exc:
             failures += 1
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"panet: error: {exc}", file=sys.stderr)
     if failures:
         raise CliError(f"{failures} of {len(inputs)} images failed")
 
 
-def _task_level(args: argparse.Namespace) -> float | None:
+def _restore_network(args: argparse.Namespace):
+    """The network for `panet restore`: --weights NAME|FILE, a preset with --random-init, or the shipped default
+    for --task and its level."""
+    from .tasks import get_task
+
+    task = args.task
+    if args.weights:
+        weights_task, weights_level = _weights_task(args.weights)
+        if task and weights_task and weights_task != task:
+            raise CliError(f"{args.weights} are {weights_task} weights, not {task}")
+        task = task or weights_task
+        model = _load_network(args)
+        if task == "sr":
+            if args.scale is not None and args.scale != model.scale:
+                raise CliError(f"{args.weights} upscale x{model.scale}, not x{args.scale}")
+        elif task:
+            _check_in_range(args, task, weights_level)
+        return model, task
+    if args.model:
+        if not args.random_init:
+            raise CliError(f"{args.model!r} is a preset; pass --random-init to run it untrained, or --weights NAME|FILE")
+        from .registry import get_preset
+
+        return _load_network(args), task or get_preset(args.model).task
+    if not task:
+        raise CliError("give --task (sr, denoise, car, demosaic) or --weights NAME|FILE")
+    level = _task_level(args, required=task == "sr")
+    from .pretrained import find_weights
+    from .weights import load_weights
+
+    try:
+        shipped = find_weights(get_task(task).name, level)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(f"using shipped weights {shipped.name} ({shipped.level_text})", file=sys.stderr)
+    return load_weights(shipped.file), task
+
+
+def _check_in_range(args: argparse.Namespace, task: str, level) -> None:
+    from .pretrained import level_range
+
+    value = _task_level(args, task, required=False)
+    low, high = level_range(level)
+    if value is not None and low is not None and not low <= value <= high:
+        print(f"note: these weights were trained for levels {low:g}..{high:g}, not {value:g}", file=sys.stderr)
+
+
+def _task_level(args: argparse.Namespace, task: str | None = None, *, required: bool = True) -> float | None:
     """The level flag that belongs to the task; the others must be absent."""
+    task = task or args.task
     flags = {"sr": "scale", "denoise": "sigma", "car": "quality", "demosaic": None}
-    wanted = flags[args.task]
+    wanted = flags[task]
     for flag in ("scale", "sigma", "quality"):
-        if flag != wanted and getattr(args, flag) is not None:
-            raise CliError(f"--{flag} does not apply to --task {args.task}")
+        if flag != wanted and getattr(args, flag, None) is not None:
+            raise CliError(f"--{flag} does not apply to --task {task}")
     if wanted is None:
         return None
     value = getattr(args, wanted)
-    if value is None:
+    if value is None and required:
         raise CliError(f"--task {args.task} needs --{wanted}")
     return value
 
@@ -106,11 +177,12 @@ def _load_network(args: argparse.Namespace):
     import torch
 
     if args.weights:
-        from .weights import load_weights
+        from .pretrained import load_model
 
-        return load_weights(args.weights)
+        return load_model(args.weights)
     if not args.random_init:
-        raise CliError(f"no trained weights ship for {args.model!r} yet; pass --random-init to run it untrained")
+        raise CliError(f"no trained weights given for {args.model!r}; pass --weights NAME|FILE, or --random-init "
+                       "to run the preset untrained")
     from .registry import create_model
 
     torch.manual_seed(args.seed)
@@ -167,7 +239,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from .train import load_config, train
 
     config = load_config(args.config, args.overrides)
-    result = train(config, resume=args.resume, max_steps=args.max_steps, quiet=args.quiet)
+    command = " ".join(["panet", "train", args.config, *args.overrides])
+    result = train(config, resume=args.resume, max_steps=args.max_steps, quiet=args.quiet, command=command)
     print(f"step {result['step']}: checkpoint and log in {result['out_dir']}")
 
 
@@ -221,15 +294,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("restore", help="restore images with a model")
+    p = sub.add_parser("restore", help="restore images (shipped weights by default)")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
-    p.add_argument("--weights", help="a .safetensors file written by panet")
-    p.add_argument("--model", help="a preset name (see `panet models`)")
-    p.add_argument("--random-init", action="store_true", help="run a preset with random weights (pipeline demo only)")
+    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder (several, or a folder)")
+    p.add_argument("--task", choices=["sr", "denoise", "car", "demosaic"],
+                   help="what to undo; picks the shipped weights for it (not needed with --weights)")
+    p.add_argument("--scale", type=int, help="SR scale (2, 3, 4)")
+    p.add_argument("--sigma", type=float, help="noise sigma on the 0-255 scale (picks weights trained for it)")
+    p.add_argument("--quality", type=int, help="JPEG quality (picks weights trained for it)")
+    p.add_argument("--weights", help="shipped weights name (see `panet models`) or a .safetensors / release .pt file")
+    p.add_argument("--model", help="a preset name, with --random-init (pipeline demo only)")
+    p.add_argument("--random-init", action="store_true", help="run --model with random weights")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tiling", choices=["legacy", "none"], default="legacy",
-                   help="legacy: the release's forward_chop (bounded memory); none: whole image at once")
+    p.add_argument("--tiling", choices=["tile", "legacy", "none"], default="tile",
+                   help="tile (default): overlapping tiles, blended, bounded memory and time; legacy: the release's "
+                   "forward_chop; none: the whole image at once (attention cost grows with the square of its area)")
+    p.add_argument("--tile", type=int, default=64,
+                   help="tile size in input pixels for --tiling tile (attention looks within a tile; its cost per "
+                   "pixel grows with the tile's area)")
+    p.add_argument("--tile-overlap", type=int, default=16, help="overlap of neighbouring tiles")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=_cmd_restore)
     return parser
 

@@ -237,7 +237,43 @@ def load_init_weights(model: torch.nn.Module, path: str | os.PathLike, skip: lis
     return skipped
 
 
-def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = None, quiet: bool = False) -> dict:
+def write_run_weights(config: TrainConfig, model, ema: dict | None, step: int, command: str | None) -> None:
+    """``out_dir/weights.safetensors`` (EMA weights when kept) and ``out_dir/card.json``."""
+    import copy
+    import datetime
+
+    from .data import find_images
+    from .weights import save_weights
+
+    out = Path(config.out_dir)
+    net = copy.deepcopy(model).cpu()
+    if ema is not None:
+        net.load_state_dict(ema)
+    folders = _folders(config.data.train, config.data.data_root)
+    card_path = out / "card.json"
+    previous = json.loads(card_path.read_text()) if card_path.exists() else {}
+    card = {
+        "name": config.model,
+        "preset": config.model,
+        "task": config.task,
+        "level": config.data.level,
+        "weights": "EMA" if ema is not None else "final",
+        "iterations": step,
+        "planned_iterations": config.iterations,
+        "seed": config.seed,
+        "training_data": {f.name: len(find_images(f)) for f in folders},
+        "command": previous.get("command") or command,
+        "config": dataclasses.asdict(config),
+        "torch": torch.__version__,
+        "written": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    meta = {"task": config.task, "level": json.dumps(config.data.level), "iterations": str(step)}
+    save_weights(net, out / "weights.safetensors", metadata=meta)
+    atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=1) + "\n"))
+
+
+def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = None, quiet: bool = False,
+          command: str | None = None) -> dict:
     """Run (or resume) training. ``max_steps`` stops early (for tests / time-boxed sessions).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) each process trains on its share of every
@@ -384,6 +420,7 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "ema": ema,
                     "torch_rng": torch.get_rng_state(),
                 })
+                write_run_weights(config, model, ema, step, command)
         if main_process and step > first_step:
             plot_log(out / "log.csv", out / "curves.png", title=f"{config.model} {config.task} {config.data.level}")
     finally:

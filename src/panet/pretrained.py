@@ -1,0 +1,104 @@
+"""Weights that ship with panet, each with a JSON card; ``load_model(name_or_path)``.
+
+Shipped files live in the package (``panet/pretrained/<name>.safetensors`` and
+``<name>.json``) so that a plain ``pip install`` has them. ``panet train`` writes
+both for every run (``out_dir/weights.safetensors`` with the EMA weights and
+``out_dir/card.json``); shipping copies them here and adds the evaluation table
+(``scripts/results.py``).
+
+    >>> from panet.pretrained import list_weights
+    >>> [w.name for w in list_weights(task="sr")]  # doctest: +SKIP
+    ['pa-edsr-s-x2', 'pa-edsr-s-x3', 'pa-edsr-s-x4']
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SHIPPED = Path(__file__).resolve().parent / "pretrained"
+
+
+@dataclass(frozen=True)
+class ShippedWeights:
+    name: str
+    task: str
+    low: float | None  # level range the weights were trained for (SR: the scale; demosaic: None)
+    high: float | None
+    file: Path
+    card: dict[str, Any]
+
+    def covers(self, level: float | None) -> bool:
+        """Trained for ``level`` (None: no level asked for, any weights of the task do)."""
+        if level is None or self.low is None:
+            return True
+        return self.low <= level <= self.high
+
+    @property
+    def level_text(self) -> str:
+        if self.low is None:
+            return "-"
+        if self.task == "sr":
+            return f"x{self.low:g}"
+        name = {"denoise": "σ", "car": "q"}[self.task]
+        return f"{name} {self.low:g}" if self.low == self.high else f"{name} {self.low:g}..{self.high:g}"
+
+
+def level_range(level: Any) -> tuple[float | None, float | None]:
+    if level is None:
+        return None, None
+    if isinstance(level, (list, tuple)):
+        return float(level[0]), float(level[1])
+    return float(level), float(level)
+
+
+def list_weights(*, task: str | None = None, folder: str | os.PathLike | None = None) -> list[ShippedWeights]:
+    """Shipped weights (those with both a .safetensors file and a card), sorted by name."""
+    folder = Path(folder) if folder else SHIPPED
+    found = []
+    for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        file = card_path.with_suffix(".safetensors")
+        if not file.is_file():
+            continue
+        card = json.loads(card_path.read_text())
+        low, high = level_range(card.get("level"))
+        if task is None or card["task"] == task:
+            found.append(ShippedWeights(card_path.stem, card["task"], low, high, file, card))
+    return found
+
+
+def find_weights(task: str, level: float | None = None) -> ShippedWeights:
+    """The shipped weights for ``task`` whose training range covers ``level``."""
+    from .tasks import get_task
+
+    task = get_task(task).name
+    candidates = list_weights(task=task)
+    if not candidates:
+        raise ValueError(f"no trained weights ship for task {task!r} yet")
+    for w in candidates:
+        if w.covers(level):
+            return w
+    ranges = ", ".join(f"{w.name} ({w.level_text})" for w in candidates)
+    raise ValueError(f"no shipped {task} weights cover level {level:g}; available: {ranges}")
+
+
+def load_model(name_or_path: str | os.PathLike, *, map_location: str = "cpu"):
+    """A network from shipped weights (by name), a panet .safetensors file, or a release .pt checkpoint."""
+    from .weights import from_official, load_weights
+
+    text = str(name_or_path)
+    for w in list_weights():
+        if w.name == text:
+            return load_weights(w.file, map_location=map_location)
+    path = Path(text)
+    if path.suffix == ".safetensors":
+        return load_weights(path, map_location=map_location)
+    if path.suffix in (".pt", ".pth"):
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        return from_official(path)
+    names = [w.name for w in list_weights()]
+    raise ValueError(f"unknown weights {text!r}: not a shipped name ({', '.join(names) or 'none yet'}) "
+                     "nor a .safetensors / .pt file")
