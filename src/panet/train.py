@@ -10,6 +10,7 @@ Checkpoints are written atomically and read with ``weights_only=True``.
 """
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import json
@@ -321,6 +322,9 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        # the recipe, not the checkpoint, decides the schedule from here on (it may have been edited)
+        scheduler.milestones = collections.Counter(config.optim.milestones)
+        scheduler.gamma = config.optim.gamma
         if ema is not None and state.get("ema") is not None:
             ema = state["ema"]
         torch.set_rng_state(state["torch_rng"].cpu())

@@ -1,0 +1,207 @@
+"""Evaluate the shipped weights on every benchmark set of their task; write their cards' eval tables and docs/results.md.
+
+    python scripts/results.py --data-root ../shared/data                  # all shipped weights
+    python scripts/results.py --data-root ../shared/data --only pa-edsr-s-x2
+    python scripts/results.py --render                                    # rebuild docs/results.md from the cache
+
+Same protocol and seeded degradations as `panet eval` and scripts/baselines.py (one table of sets and levels,
+shared with it). Networks run on overlapping tiles (--tile, --tile-overlap; the attention looks within a tile), so
+memory and time stay bounded on a CPU; the tiling is recorded with every number. Per-image results are cached in
+results/models/ (keyed by the weights' SHA-256), so an interrupted run resumes and changed weights are re-evaluated.
+The ablation table comes from results/ablation/*.json (scripts/ablation.py).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from baselines import CACHE as BASELINE_CACHE  # noqa: E402
+from baselines import LABELS, LEVEL, PLAN, key_name  # noqa: E402
+
+CACHE = ROOT / "results" / "models"
+ABLATION = ROOT / "results" / "ablation"
+
+# The paper's PANet / PA-EDSR (release.md section 5): PSNR or (PSNR, SSIM), by (task, set, level).
+PAPER_PANET = {
+    **{("denoise", "Kodak24", s): p for s, p in zip((10, 30, 50, 70), (37.35, 31.96, 29.65, 28.20))},
+    **{("denoise", "CBSD68", s): p for s, p in zip((10, 30, 50, 70), (36.50, 30.70, 28.33, 26.89))},
+    **{("car", "LIVE1", q): p for q, p in zip((10, 20, 30, 40), ((29.69, 0.8250), (32.10, 0.8885), (33.55, 0.9157), (34.55, 0.9305)))},
+    **{("car", "Classic5", q): p for q, p in zip((10, 20, 30, 40), ((30.03, 0.8195), (32.36, 0.8712), (33.53, 0.8939), (34.38, 0.9068)))},
+    ("demosaic", "McMaster", None): (40.00, 0.9737), ("demosaic", "Kodak24", None): (43.29, 0.9905),
+    ("demosaic", "CBSD68", None): (42.86, 0.9933),
+    **{("sr", "Set5", s): p for s, p in zip((2, 3, 4), ((38.33, 0.9617), (34.84, 0.9306), (32.65, 0.9006)))},
+    **{("sr", "Set14", s): p for s, p in zip((2, 3, 4), ((34.22, 0.9224), (30.71, 0.8488), (28.87, 0.7891)))},
+    **{("sr", "B100", s): p for s, p in zip((2, 3, 4), ((32.42, 0.9027), (29.33, 0.8119), (27.76, 0.7445)))},
+}
+
+
+def plan_for(weights) -> list[tuple[str, float | None, str]]:
+    """(task, level, set) rows for shipped weights: its task's sets at the paper's levels within its range."""
+    from panet.weights import read_metadata
+
+    gray = json.loads(read_metadata(weights.file)["config"])["colors"] == 1
+    rows = []
+    for task, levels, sets, _ in PLAN:
+        if task != weights.task or (task == "denoise" and gray != (sets[0] == "Set12")):  # gray sets for gray models
+            continue
+        for set_name in sets:
+            for level in levels:
+                if task == "sr" and level != weights.low:
+                    continue
+                if weights.covers(level):
+                    rows.append((task, level, set_name))
+    return rows
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def evaluate(weights, task, level, set_name, data_root, tile, overlap) -> dict:
+    from panet.data import EvalPairs, find_set
+    from panet.evaluate import ImageResult, evaluate_set, network_restorer, summarize
+    from panet.weights import load_weights
+
+    digest = sha256(weights.file)[:16]
+    name = f"{weights.name}_{digest}_{key_name(task, level, set_name, f'tile{tile}-{overlap}')}"
+    done_path = CACHE / name
+    if done_path.exists():
+        return json.loads(done_path.read_text())
+    partial = CACHE / "partial" / name.removesuffix(".json")
+    partial.mkdir(parents=True, exist_ok=True)
+    model = load_weights(weights.file)
+    restorer = network_restorer(model, task, tiling="tile", tile=tile, overlap=overlap)
+    pairs = EvalPairs(find_set(set_name, data_root), task=task, level=level, colors=model.colors)
+    results = []
+    for path in list(pairs.files):
+        done = partial / f"{path.stem}.json"
+        if not done.exists():
+            pairs.files = [path]
+            (result,) = evaluate_set(restorer, pairs, set_name=set_name, scale=int(level) if task == "sr" else 1)
+            done.write_text(json.dumps(result.__dict__))
+        results.append(ImageResult(**json.loads(done.read_text())))
+    mean = summarize(results)[set_name]
+    record = {"weights": weights.name, "sha256": digest, "task": task, "level": level, "set": set_name,
+              "tiling": {"tile": tile, "overlap": overlap}, **mean,
+              "per_image": {r.image: [round(r.psnr, 4), round(r.ssim, 5)] for r in results}}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    done_path.write_text(json.dumps(record, indent=1))
+    for f in partial.iterdir():
+        f.unlink()
+    partial.rmdir()
+    return record
+
+
+def best_baseline(task, level, set_name) -> tuple[str, dict] | None:
+    """The classical baseline with the highest PSNR in results/baselines (the input itself excluded)."""
+    best = None
+    for _, _, _, baselines in [p for p in PLAN if p[0] == task]:
+        for b in baselines:
+            path = BASELINE_CACHE / key_name(task, level, set_name, b)
+            if b == "identity" and task != "car":
+                continue
+            if path.exists():
+                r = json.loads(path.read_text())
+                if best is None or r["psnr"] > best[1]["psnr"]:
+                    best = (LABELS[b][task], r)
+    return best
+
+
+def fmt(pair) -> str:
+    if pair is None:
+        return ""
+    return f"{pair[0]:.2f} / {pair[1]:.4f}" if isinstance(pair, tuple) else f"{pair:.2f}"
+
+
+def render() -> str:
+    from panet import __version__
+    from panet.pretrained import list_weights
+
+    out = [
+        "# Results of the shipped weights",
+        "",
+        "Generated by `python scripts/results.py --data-root ../shared/data` (cache in `results/models/`). "
+        f"panet {__version__}.",
+        "Protocol as in `docs/baselines.md` (same seeded degradations, PSNR / SSIM per image, set means). Our",
+        "networks run on overlapping tiles (size in the table): the attention looks within a tile, whereas the",
+        "paper ran whole images through the release's `forward_chop`. \"Best classical\" is the best of the classical",
+        "baselines of `docs/baselines.md` (for CAR: the JPEG itself). \"Paper\" is PANet / PA-EDSR as published,",
+        "trained on DIV2K for 1M iterations with 80 (PA-EDSR: 32 x 256) blocks; ours are small CPU-trained models.",
+        "",
+    ]
+    shipped = list_weights()
+    if not shipped:
+        out += ["No weights ship yet.", ""]
+    for w in shipped:
+        card = w.card
+        out += [f"## {w.name}: {w.task} ({w.level_text})", "",
+                f"`{card.get('preset')}`, {card.get('iterations', '?')} iterations on "
+                f"{', '.join(f'{k} ({v} images)' for k, v in card.get('training_data', {}).items())}, seed {card.get('seed')}: "
+                f"`{card.get('command')}`", "",
+                "| set | level | ours PSNR / SSIM | tile | best classical | Δ PSNR | paper |", "|---|---|---|---|---|---|---|"]
+        for row in card.get("eval", []):
+            task, level, set_name = row["task"], row["level"], row["set"]
+            base = best_baseline(task, level, set_name)
+            base_txt = f"{base[0]}: {base[1]['psnr']:.2f} / {base[1]['ssim']:.4f}" if base else "not run yet"
+            delta = f"{row['psnr'] - base[1]['psnr']:+.2f}" if base else ""
+            paper = PAPER_PANET.get((task, set_name, level))
+            out.append(f"| {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
+                       f"{row['tile']} | {base_txt} | {delta} | {fmt(paper)} |")
+        out.append("")
+    ablation = sorted(ABLATION.glob("*.json")) if ABLATION.is_dir() else []
+    if ablation:
+        out += ["## Ablation: pyramid attention vs single-scale non-local vs none", "",
+                "Same small network, data, seed and schedule; only the attention block differs (`scripts/ablation.py`).", "",
+                "| task | level | set | variant | PSNR / SSIM | iterations |", "|---|---|---|---|---|---|"]
+        for path in ablation:
+            r = json.loads(path.read_text())
+            out.append(f"| {r['task']} | {LEVEL[r['task']].format(r['level'])} | {r['set']} | {r['variant']} | "
+                       f"{r['psnr']:.2f} / {r['ssim']:.4f} | {r['iterations']} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main() -> None:
+    from panet.pretrained import list_weights
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root")
+    parser.add_argument("--only", help="comma-separated weights names")
+    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--tile-overlap", type=int, default=16)
+    parser.add_argument("--render", action="store_true", help="only rebuild docs/results.md")
+    parser.add_argument("--output", default=str(ROOT / "docs" / "results.md"))
+    args = parser.parse_args()
+    if not args.render:
+        if not args.data_root:
+            parser.error("--data-root is required (or --render)")
+        for w in list_weights():
+            if args.only and w.name not in args.only.split(","):
+                continue
+            rows = []
+            for task, level, set_name in plan_for(w):
+                r = evaluate(w, task, level, set_name, args.data_root, args.tile, args.tile_overlap)
+                print(f"{w.name} {task} {level} {set_name}: {r['psnr']:.2f} / {r['ssim']:.4f} ({r['seconds']:.1f} s/img)",
+                      flush=True)
+                rows.append({"task": task, "level": level, "set": set_name, "psnr": round(r["psnr"], 4),
+                             "ssim": round(r["ssim"], 5), "seconds": round(r["seconds"], 3),
+                             "tile": f"{args.tile}/{args.tile_overlap}"})
+            card_path = w.file.with_suffix(".json")
+            card = json.loads(card_path.read_text())
+            card["eval"] = rows
+            card["eval_command"] = f"python scripts/results.py --data-root DATA --only {w.name} --tile {args.tile} " \
+                                   f"--tile-overlap {args.tile_overlap}"
+            card_path.write_text(json.dumps(card, indent=1) + "\n")
+    Path(args.output).write_text(render() + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
