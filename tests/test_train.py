@@ -46,6 +46,7 @@ def test_resume_reaches_the_same_losses_and_weights(tiny, tmp_path):
         assert torch.equal(a["ema"][key], b["ema"][key]), key
     log = (tmp_path / "split" / "log.csv").read_text().splitlines()
     assert log[0] == "step,loss,lr,val_psnr,seconds" and len(log) == 7
+    assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4", "5", "6"]
     assert any(line.split(",")[3] for line in log[1:])  # validation PSNR recorded
 
 
@@ -133,3 +134,20 @@ def test_curves_png_is_written(tiny, tmp_path):
     train(load_config(tiny, [f"out_dir={tmp_path / 'plot'}", "iterations=3"]), quiet=True)
     with Image.open(tmp_path / "plot" / "curves.png") as image:
         assert image.size == (960, 320)
+
+
+def test_resume_after_a_crash_past_the_checkpoint_and_with_a_new_schedule(tiny, tmp_path):
+    import shutil
+
+    config = load_config(tiny, [f"out_dir={tmp_path / 'crash'}", "checkpoint_every=2"])
+    train(config, max_steps=2, quiet=True)
+    saved = tmp_path / "saved.pt"
+    shutil.copy(tmp_path / "crash" / "checkpoint.pt", saved)
+    train(config, resume=True, max_steps=1, quiet=True)  # step 3 is logged, then "the process dies"
+    shutil.copy(saved, tmp_path / "crash" / "checkpoint.pt")
+    edited = load_config(tiny, [f"out_dir={tmp_path / 'crash'}", "optim.milestones=[3]", "optim.lr=0.5"])
+    train(edited, resume=True, quiet=True)
+    rows = [r.split(",") for r in (tmp_path / "crash" / "log.csv").read_text().splitlines()[1:]]
+    assert [r[0] for r in rows] == ["1", "2", "3", "4", "5", "6"]  # step 3 once, not twice
+    # the optimizer's lr came from the checkpoint (1e-4); the edited milestone at step 3 halves it
+    assert [float(r[2]) for r in rows[2:]] == [5e-5] * 4

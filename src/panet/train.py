@@ -349,6 +349,10 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
         log_path = out / "log.csv"
+        if log_path.exists():  # drop rows past the checkpoint: they will be logged again
+            rows = log_path.read_text().splitlines()
+            kept = rows[:1] + [r for r in rows[1:] if int(r.split(",")[0]) <= step]
+            atomic_write(log_path, lambda tmp: Path(tmp).write_text("\n".join(kept) + "\n"))
         new_log = not log_path.exists()
         log = open(log_path, "a", newline="")
         writer = csv.writer(log)

@@ -1,0 +1,74 @@
+"""Ablation: the same small network with pyramid attention, single-scale non-local attention, or none.
+
+    python scripts/ablation.py --data-root ../shared/data                 # both tasks, all three variants
+    python scripts/ablation.py --data-root ../shared/data --task sr --variants pa,none
+
+Each variant is trained by the project's own command (`panet train configs/ablation-<task>.yaml
+model_overrides.attention_levels=L out_dir=runs/ablation-<task>-<variant>`, resumed when a checkpoint exists),
+then its EMA weights are evaluated like the shipped ones (overlapping tiles) and written to
+results/ablation/<task>_<variant>.json; `python scripts/results.py --render` puts the table in docs/results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+VARIANTS = {"pa": (5, "pyramid attention (5 levels)"), "nonlocal": (1, "single-scale non-local"), "none": (0, "no attention")}
+EVAL = {"dn": ("denoise", 50, ["Kodak24"]), "sr": ("sr", 2, ["Set5", "Set14"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True)
+    parser.add_argument("--task", choices=sorted(EVAL), action="append")
+    parser.add_argument("--variants", default="pa,nonlocal,none")
+    parser.add_argument("--tile", type=int, default=64)
+    parser.add_argument("--tile-overlap", type=int, default=16)
+    parser.add_argument("--train-only", action="store_true")
+    args = parser.parse_args()
+    out = ROOT / "results" / "ablation"
+    out.mkdir(parents=True, exist_ok=True)
+    for key in args.task or sorted(EVAL):
+        task, level, sets = EVAL[key]
+        config = ROOT / "configs" / f"ablation-{key}.yaml"
+        for variant in args.variants.split(","):
+            levels, label = VARIANTS[variant]
+            run = ROOT / "runs" / f"ablation-{key}-{variant}"
+            cmd = [sys.executable, "-m", "panet", "train", str(config), f"model_overrides.attention_levels={levels}",
+                   f"out_dir={run}", f"data.data_root={args.data_root}"]
+            if (run / "checkpoint.pt").exists():
+                cmd.append("--resume")
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True, env={**os.environ})
+            if args.train_only:
+                continue
+            evaluate(task, level, sets, variant, label, run, out, args)
+
+
+def evaluate(task, level, sets, variant, label, run, out, args) -> None:
+    from panet.data import EvalPairs, find_set
+    from panet.evaluate import evaluate_set, network_restorer, summarize
+    from panet.weights import load_weights
+
+    card = json.loads((run / "card.json").read_text())
+    model = load_weights(run / "weights.safetensors")
+    restorer = network_restorer(model, task, tiling="tile", tile=args.tile, overlap=args.tile_overlap)
+    for set_name in sets:
+        pairs = EvalPairs(find_set(set_name, args.data_root), task=task, level=level, colors=model.colors)
+        results = evaluate_set(restorer, pairs, set_name=set_name, scale=level if task == "sr" else 1)
+        mean = summarize(results)[set_name]
+        record = {"task": task, "level": level, "set": set_name, "variant": label, "iterations": card["iterations"],
+                  "tile": f"{args.tile}/{args.tile_overlap}", **mean}
+        (out / f"{task}_{set_name}_{variant}.json").write_text(json.dumps(record, indent=1))
+        print(f"{task} {level} {set_name} {label}: {mean['psnr']:.2f} / {mean['ssim']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
