@@ -5,7 +5,7 @@
 
 Each variant is trained by the project's own command (`panet train configs/ablation-<task>.yaml
 model_overrides.attention_levels=L out_dir=runs/ablation-<task>-<variant>`, resumed when a checkpoint exists),
-then its EMA weights are evaluated like the shipped ones (overlapping tiles) and written to
+then its EMA weights are evaluated like the shipped ones (the release's forward_chop) and written to
 results/ablation/<task>_<variant>.json; `python scripts/results.py --render` puts the table in docs/results.md.
 """
 from __future__ import annotations
@@ -29,8 +29,6 @@ def main() -> None:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--task", choices=sorted(EVAL), action="append")
     parser.add_argument("--variants", default="pa,nonlocal,none")
-    parser.add_argument("--tile", type=int, default=64)
-    parser.add_argument("--tile-overlap", type=int, default=16)
     parser.add_argument("--train-only", action="store_true")
     args = parser.parse_args()
     out = ROOT / "results" / "ablation"
@@ -59,13 +57,13 @@ def evaluate(task, level, sets, variant, label, run, out, args) -> None:
 
     card = json.loads((run / "card.json").read_text())
     model = load_weights(run / "weights.safetensors")
-    restorer = network_restorer(model, task, tiling="tile", tile=args.tile, overlap=args.tile_overlap)
+    restorer = network_restorer(model, task, tiling="legacy")
     for set_name in sets:
         pairs = EvalPairs(find_set(set_name, args.data_root), task=task, level=level, colors=model.colors)
         results = evaluate_set(restorer, pairs, set_name=set_name, scale=level if task == "sr" else 1)
         mean = summarize(results)[set_name]
         record = {"task": task, "level": level, "set": set_name, "variant": label, "iterations": card["iterations"],
-                  "tile": f"{args.tile}/{args.tile_overlap}", **mean}
+                  "tiling": "legacy", **mean}
         (out / f"{task}_{set_name}_{variant}.json").write_text(json.dumps(record, indent=1))
         print(f"{task} {level} {set_name} {label}: {mean['psnr']:.2f} / {mean['ssim']:.4f}", flush=True)
 

@@ -1,0 +1,46 @@
+"""Ship a training run's weights: copy runs/<name>/weights.safetensors and card.json into the package.
+
+    python scripts/ship_weights.py runs/panet-dn-s [--name panet-dn-s]
+    python scripts/results.py --data-root ../shared/data --only panet-dn-s   # then add the eval table
+
+The weights are the run's EMA weights as `panet train` wrote them at its last checkpoint; the card records the
+recipe, data, iterations, seed and command. Refuses files over 20 MB (they live in git).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEST = ROOT / "src" / "panet" / "pretrained"
+LIMIT = 20 * 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", help="a run folder with weights.safetensors and card.json")
+    parser.add_argument("--name", help="shipped name (default: the card's preset)")
+    args = parser.parse_args()
+    run = Path(args.run)
+    weights, card_path = run / "weights.safetensors", run / "card.json"
+    for path in (weights, card_path):
+        if not path.is_file():
+            sys.exit(f"ship_weights: {path} not found (has the run written a checkpoint?)")
+    if weights.stat().st_size > LIMIT:
+        sys.exit(f"ship_weights: {weights} is {weights.stat().st_size / 2**20:.1f} MB, over the 20 MB limit")
+    card = json.loads(card_path.read_text())
+    name = args.name or card["preset"]
+    card["name"] = name
+    card.pop("eval", None)  # the weights changed: scripts/results.py evaluates them again
+    DEST.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, DEST / f"{name}.safetensors")
+    (DEST / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
+    print(f"shipped {name}: {card['iterations']} iterations of {card['planned_iterations']} "
+          f"({weights.stat().st_size / 2**20:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
