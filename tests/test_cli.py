@@ -109,7 +109,7 @@ def test_restore_picks_shipped_weights_for_task_and_level(shipped, small_example
     out = tmp_path / "out.png"
     assert main(["restore", str(EXAMPLE), "-o", str(out), "--task", "denoise", "--sigma", "25"]) == 0
     assert "using shipped weights dn-gray" in capsys.readouterr().err
-    assert read_image(out).shape[2] == 1  # a gray model gives a gray image
+    assert read_image(out).shape[2] == 3  # a gray model restores a colour image channel by channel
     assert main(["restore", str(EXAMPLE), "-o", str(out), "--task", "denoise"]) == 2
     assert "exists (use --overwrite)" in capsys.readouterr().err
     assert main(["restore", str(EXAMPLE), "-o", str(out), "--task", "denoise", "--overwrite"]) == 0
@@ -153,3 +153,51 @@ def test_load_model_by_name_and_file(shipped):
     model = load_model("sr-x2")
     assert model.scale == 2
     assert load_model(shipped / "dn-gray.safetensors").colors == 1
+
+
+def test_restore_keeps_alpha_16_bit_and_gray(shipped, tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8), "RGBA").save(rgba)
+    gray16 = tmp_path / "gray16.png"
+    Image.fromarray(rng.integers(0, 65536, (20, 24), dtype=np.uint16)).save(gray16)
+    out = tmp_path / "out"
+    assert main(["restore", str(rgba), str(gray16), "-o", str(out), "--weights", "sr-x2", "--ensemble"]) == 0
+    with Image.open(out / "rgba.png") as image:
+        assert image.mode == "RGBA" and image.size == (48, 40)
+    with Image.open(out / "gray16.png") as image:
+        assert image.mode.startswith("I") and np.asarray(image).max() > 255  # still 16-bit
+    assert main(["restore", str(tmp_path / "*.png"), "-o", str(tmp_path / "globbed"), "--weights", "dn-gray"]) == 0
+    assert sorted(p.name for p in (tmp_path / "globbed").iterdir()) == ["gray16.png", "rgba.png"]
+    assert main(["restore", str(rgba), "-o", str(tmp_path / "x.png"), "--weights", "dn-gray", "--precision", "fp16"]) == 2
+    assert "needs CUDA" in capsys.readouterr().err
+
+
+def test_restore_api_round_trips_types(shipped):
+    from PIL import Image
+
+    net = panet.create_model("panet-dn-s", blocks=2, features=8, attention_reduction=2)
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (20, 22, 3), dtype=np.uint8)
+    assert panet.restore(a, model=net, task="denoise").dtype == np.uint8
+    assert panet.restore(a[:, :, 0], model=net, task="denoise").shape == (20, 22)
+    assert panet.restore(Image.fromarray(a), model=net, task="denoise").size == (22, 20)
+    t = torch.rand(1, 3, 20, 22)
+    assert panet.restore(t, model=net, task="denoise").shape == t.shape
+    assert panet.restore(a, weights="sr-x2").shape == (40, 44, 3)
+    with pytest.raises(ValueError, match="needs scale"):
+        panet.restore(a, task="sr")
+    with pytest.raises(ValueError, match="Bayer phase"):
+        panet.restore(a, model=net, task="demosaic", ensemble=True)
+
+
+def test_ensemble_of_an_equivariant_model_is_the_model():
+    from panet.inference import forward_ensemble
+
+    x = torch.rand(1, 3, 10, 12)
+    torch.testing.assert_close(forward_ensemble(lambda t: t * 2, x), x * 2)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    y = forward_ensemble(conv, x)  # a non-symmetric kernel: the ensemble differs from one pass
+    assert y.shape == x.shape and not torch.allclose(y, conv(x))

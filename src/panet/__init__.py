@@ -28,6 +28,10 @@ _EXPORTS = {
     "load_weights": "weights",
     "forward_chop": "inference",
     "forward_tiled": "inference",
+    "forward_ensemble": "inference",
+    "restore": "restoration",
+    "load_model": "pretrained",
+    "list_weights": "pretrained",
     "imresize": "imresize",
     "get_task": "tasks",
 }
@@ -51,7 +55,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .attention import PyramidAttention, patch_attention, pyramid_attention
     from .imresize import imresize
-    from .inference import forward_chop, forward_tiled
+    from .inference import forward_chop, forward_ensemble, forward_tiled
+    from .pretrained import list_weights, load_model
+    from .restoration import restore
     from .tasks import get_task
     from .model import PANet, count_parameters
     from .registry import create_model, get_preset, list_models

@@ -72,42 +72,73 @@ def _weights_task(path_or_name: str) -> tuple[str | None, object]:
     return None, None
 
 
-def _cmd_restore(args: argparse.Namespace) -> None:
-    from .evaluate import network_restorer
-    from .images import IMAGE_SUFFIXES, read_image, write_image
+def _expand_inputs(items: list[str]) -> list[Path]:
+    import glob
 
-    model, task = _restore_network(args)
-    restore = network_restorer(model, task, tiling=args.tiling, tile=args.tile, overlap=args.tile_overlap)
+    from .images import IMAGE_SUFFIXES
+
     inputs: list[Path] = []
-    for item in args.inputs:
+    for item in items:
         path = Path(item)
-        if path.is_dir():
+        if any(c in item for c in "*?[") and not path.exists():
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True))
+            if not matches:
+                raise CliError(f"no files match {item}")
+            inputs += [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
+        elif path.is_dir():
             inputs += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         elif not path.exists():
             raise CliError(f"input not found: {path}")
         else:
             inputs.append(path)
+    return inputs
+
+
+def _cmd_restore(args: argparse.Namespace) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from .images import read_image_float, write_image_float
+    from .restoration import restore_float
+
+    inputs = _expand_inputs(args.inputs)
     if not inputs:
         raise CliError("no input images found")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: CUDA is not available")
+    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    model, task = _restore_network(args)
+    if args.ensemble and task == "demosaic":
+        raise CliError("--ensemble does not apply to demosaicing (a flip changes the Bayer phase)")
+    if args.precision == "fp16" and device.type != "cuda":
+        raise CliError("--precision fp16 needs CUDA; use bf16 on a CPU")
+    model = model.to(device).eval()
     output = Path(args.output)
-    many = len(inputs) > 1 or Path(args.inputs[0]).is_dir()
+    many = len(inputs) > 1 or Path(args.inputs[0]).is_dir() or any(c in args.inputs[0] for c in "*?[")
     if many and output.exists() and not output.is_dir():
         raise CliError(f"{output} is a file; several inputs need an output folder")
-    failures = 0
-    for path in inputs:
-        target = output / f"{path.stem}.png" if many else output
-        try:
-            if target.resolve() == path.resolve():
-                raise CliError(f"{target} is the input; refusing to overwrite it")
-            if target.exists() and not args.overwrite:
-                raise CliError(f"{target} exists (use --overwrite)")
-            write_image(target, restore(read_image(path, colors=model.colors)))
-            print(f"{path} -> {target}")
-        except (CliError, ValueError, FileNotFoundError, OSError) as exc:
-            failures += 1
-            print(f"panet: error: {exc}", file=sys.stderr)
+    failures: list[str] = []
+    run = dict(tiling=args.tiling, tile=args.tile, overlap=args.tile_overlap, ensemble=args.ensemble,
+               precision=args.precision)
+    with tqdm(inputs, desc="restore", unit="img", disable=len(inputs) < 2 or None, file=sys.stderr) as bar:
+        for path in bar:
+            target = output / f"{path.stem}.png" if many else output
+            try:
+                if target.resolve() == path.resolve():
+                    raise CliError(f"{target} is the input; refusing to overwrite it")
+                if target.exists() and not args.overwrite:
+                    raise CliError(f"{target} exists (use --overwrite)")
+                array, info = read_image_float(path)
+                if info.get("notice"):
+                    print(f"note: {info['notice']}", file=sys.stderr)
+                write_image_float(target, restore_float(model, array, task=task, device=device, **run), info)
+                bar.write(f"{path} -> {target}", file=sys.stdout) if many else print(f"{path} -> {target}")
+            except (CliError, ValueError, FileNotFoundError, OSError) as exc:
+                failures.append(str(path))
+                print(f"panet: error: {exc}", file=sys.stderr)
     if failures:
-        raise CliError(f"{failures} of {len(inputs)} images failed")
+        raise CliError(f"{len(failures)} of {len(inputs)} images failed: {', '.join(failures[:5])}"
+                       + (" ..." if len(failures) > 5 else ""))
 
 
 def _restore_network(args: argparse.Namespace):
@@ -313,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tile size in input pixels for --tiling tile (attention looks within a tile; its cost per "
                    "pixel grows with the tile's area)")
     p.add_argument("--tile-overlap", type=int, default=16, help="overlap of neighbouring tiles")
+    p.add_argument("--ensemble", action="store_true", help="average the 8 flips/transposes (8x the time)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="bf16 (CPU/CUDA) or fp16 (CUDA) autocast; the attention kernel itself stays fp32")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=_cmd_restore)
     return parser

@@ -37,6 +37,67 @@ def read_image(path: str | os.PathLike, *, colors: int | None = None) -> np.ndar
     return array[:, :, None] if array.ndim == 2 else array
 
 
+def read_image_float(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Read an image as float32 HxWxC in [0, 1], keeping alpha and 16-bit gray; ``info`` says how to write it back.
+
+    ``info["notice"]`` is set when something had to be converted (16-bit colour PNGs are read at 8 bit: Pillow
+    decodes them so).
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file")
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"{path}: not a readable image ({exc})") from None
+    info: dict = {"bits": 8}
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(img, dtype=np.float64)
+        array = array / 65535.0 if array.max() > 255 or img.mode.startswith("I;16") else array / 255.0
+        info["bits"] = 16 if img.mode.startswith("I;16") or np.asarray(img).max() > 255 else 8
+        array = array[:, :, None]
+    else:
+        if img.mode in ("RGB", "RGBA") and path.suffix.lower() == ".png" and _png_bit_depth(path) == 16:
+            info["notice"] = f"{path.name}: 16-bit colour PNG read at 8 bit"
+        has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+        gray = img.mode in ("1", "L", "LA")
+        mode = ("LA" if has_alpha else "L") if gray else ("RGBA" if has_alpha else "RGB")
+        array = np.asarray(img.convert(mode), dtype=np.float64) / 255.0
+        if array.ndim == 2:
+            array = array[:, :, None]
+    return array.astype(np.float32), info
+
+
+def _png_bit_depth(path: Path) -> int:
+    with open(path, "rb") as f:
+        header = f.read(25)
+    return header[24] if len(header) == 25 and header[12:16] == b"IHDR" else 8
+
+
+def write_image_float(path: str | os.PathLike, array: np.ndarray, info: dict | None = None) -> None:
+    """Write float HxWxC in [0, 1] as read by :func:`read_image_float` (16-bit gray stays 16-bit), atomically."""
+    from PIL import Image
+
+    array = np.clip(np.asarray(array, dtype=np.float64), 0.0, 1.0)
+    if (info or {}).get("bits") == 16 and array.shape[2] == 1:
+        image = Image.fromarray(np.round(array[:, :, 0] * 65535).astype(np.uint16))
+        atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+        return
+    data = np.round(array * 255).astype(np.uint8)
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[data.shape[2]]
+    image = Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data, mode=mode)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower(), "PNG")
+    if fmt == "JPEG" and mode in ("LA", "RGBA"):
+        image = image.convert(mode[:-1] if mode == "LA" else "RGB")
+    atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
+
+
 def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write uint8 HxW / HxWxC as an image (format from the suffix), atomically."""
     from PIL import Image

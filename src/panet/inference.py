@@ -124,3 +124,19 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
             out[:, :, ys, xs] += y * mask
             weight[:, :, ys, xs] += mask
     return out / weight
+
+
+def forward_ensemble(model: Model, x: Tensor) -> Tensor:
+    """The x8 self-ensemble: the mean of ``model`` over the 8 flips/transposes of ``x``, each undone.
+
+    Not for mosaics: a flip changes the Bayer phase the network was trained on.
+    """
+    outputs = []
+    for transpose in (False, True):
+        for dims in ((), (-1,), (-2,), (-2, -1)):
+            t = x.transpose(-2, -1) if transpose else x
+            t = t.flip(dims) if dims else t
+            y = model(t)
+            y = y.flip(dims) if dims else y
+            outputs.append(y.transpose(-2, -1) if transpose else y)
+    return torch.stack(outputs).mean(0)

@@ -1,0 +1,217 @@
+"""``panet.restore(image, task=..., ...)``: restore one image given as a numpy array, a PIL image or a tensor.
+
+    >>> import numpy as np, panet
+    >>> noisy = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    >>> out = panet.restore(noisy, model=panet.create_model("panet-dn-s"), task="denoise")  # random weights
+    >>> out.shape, out.dtype
+    ((40, 48, 3), dtype('uint8'))
+
+Images come back as they went in: the same type, dtype (uint8, uint16 or float in [0, 1]) and channel layout.
+Alpha is kept (upscaled with bicubic for SR). A colour image given to a gray network is restored channel by
+channel, except for JPEG artifact removal, which restores the luma (Y) and keeps the chroma; a gray image given to
+a colour network goes through as three equal channels and comes back gray.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(name: str):
+    from .pretrained import load_model
+
+    return load_model(name).eval()
+
+
+def _network(task: str | None, weights: str | None, model, level: float | None):
+    if model is not None:
+        return model.eval(), task
+    from .pretrained import find_weights, list_weights
+
+    if weights is None:
+        if task is None:
+            raise ValueError("give task=... (sr, denoise, car, demosaic), weights=... or model=...")
+        shipped = find_weights(task, level)
+        return _cached_model(shipped.name), task
+    for w in list_weights():
+        if w.name == weights:
+            task = task or w.task
+            if w.task != task:
+                raise ValueError(f"{weights} are {w.task} weights, not {task}")
+    return _cached_model(str(weights)), task
+
+
+def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", tile: int = 64, overlap: int = 16,
+                ensemble: bool = False, precision: str = "fp32") -> Tensor:
+    """(1, C, H, W) float in [0, 1] -> network output, tiled, optionally x8-ensembled, under autocast."""
+    from .inference import forward_chop, forward_ensemble, forward_tiled
+    from .tasks import get_task
+
+    if tiling not in ("tile", "legacy", "none"):
+        raise ValueError(f"tiling must be tile, legacy or none, got {tiling!r}")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    if ensemble and task == "demosaic":
+        raise ValueError("the x8 ensemble does not apply to demosaicing (a flip changes the Bayer phase)")
+    min_size = get_task(task).chop_min_size if task else 6400
+
+    def once(t: Tensor) -> Tensor:
+        if tiling == "legacy":
+            return forward_chop(model, t, min_size=min_size) if t.shape[-2] * t.shape[-1] >= min_size else model(t)
+        if tiling == "tile":
+            return forward_tiled(model, t, tile=tile, overlap=overlap)
+        return model(t)
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    device_type = x.device.type
+    if precision == "fp16" and device_type != "cuda":
+        raise ValueError("fp16 needs a CUDA device; use bf16 on CPU")
+    with torch.no_grad(), torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        y = forward_ensemble(once, x) if ensemble else once(x)
+    return y.float()
+
+
+def _to_float_hwc(image: Any) -> tuple[np.ndarray, dict]:
+    """Any supported image -> float32 HxWxC in [0, 1] and what is needed to give it back in kind."""
+    from PIL import Image
+
+    info: dict[str, Any] = {}
+    if isinstance(image, Image.Image):
+        info["kind"] = "pil"
+        info["mode"] = image.mode
+        if image.mode in ("I;16", "I;16B", "I"):
+            array = np.asarray(image, dtype=np.float64) / 65535.0
+            info["mode"] = "I;16"
+        else:
+            keep = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "P": "RGBA" if "transparency" in image.info else "RGB"}
+            image = image.convert(keep.get(image.mode, "RGB"))
+            info["mode"] = image.mode
+            array = np.asarray(image, dtype=np.float64) / 255.0
+    elif isinstance(image, Tensor):
+        info["kind"] = "tensor"
+        info["shape"] = tuple(image.shape)
+        info["dtype"], info["device"] = image.dtype, image.device
+        t = image.detach()
+        if t.dim() == 4:
+            if t.shape[0] != 1:
+                raise ValueError(f"restore takes one image; got a batch of {t.shape[0]}")
+            t = t[0]
+        if t.dim() == 2:
+            t = t[None]
+        if t.dim() != 3:
+            raise ValueError(f"expected a (C, H, W), (1, C, H, W) or (H, W) tensor, got shape {tuple(image.shape)}")
+        array = t.float().permute(1, 2, 0).cpu().numpy()
+        if not t.is_floating_point():
+            array = array / (65535.0 if image.dtype == torch.int32 else 255.0)
+    else:
+        a = np.asarray(image)
+        info["kind"] = "numpy"
+        info["dtype"], info["ndim"] = a.dtype, a.ndim
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
+            raise ValueError(f"expected an HxW or HxWxC image with C in 1..4, got shape {a.shape}")
+        if a.dtype == np.uint8:
+            array = a / 255.0
+        elif a.dtype == np.uint16:
+            array = a / 65535.0
+        elif np.issubdtype(a.dtype, np.floating):
+            array = a.astype(np.float64)
+        else:
+            raise ValueError(f"unsupported dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    return array, info
+
+
+def _from_float_hwc(array: np.ndarray, info: dict):
+    from PIL import Image
+
+    array = np.clip(array, 0.0, 1.0)
+    kind = info["kind"]
+    if kind == "pil":
+        if info["mode"] == "I;16":
+            return Image.fromarray(np.round(array[:, :, 0] * 65535).astype(np.uint16))
+        data = np.round(array * 255).astype(np.uint8)
+        return Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data, mode=info["mode"])
+    if kind == "tensor":
+        t = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+        if len(info["shape"]) == 2:
+            t = t[0]
+        elif len(info["shape"]) == 4:
+            t = t[None]
+        if not info["dtype"].is_floating_point:
+            t = torch.round(t * (65535.0 if info["dtype"] == torch.int32 else 255.0))
+        return t.to(info["dtype"]).to(info["device"])
+    dtype = info["dtype"]
+    if dtype == np.uint8:
+        out = np.round(array * 255).astype(np.uint8)
+    elif dtype == np.uint16:
+        out = np.round(array * 65535).astype(np.uint16)
+    else:
+        out = array.astype(dtype)
+    return out[:, :, 0] if info["ndim"] == 2 else out
+
+
+def restore_float(model, array: np.ndarray, *, task: str | None, device: str | torch.device = "cpu", **run) -> np.ndarray:
+    """float32 HxWxC (C = 1..4, in [0, 1]) -> restored float32 HxW'xC, adapting channels to the network."""
+    from .imresize import imresize
+
+    channels = array.shape[2]
+    alpha = array[:, :, -1:] if channels in (2, 4) else None
+    color = array[:, :, : channels - 1] if alpha is not None else array
+    scale = getattr(model, "scale", 1)
+
+    def net(a: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(device)
+        return run_network(model, x, task=task, **run)[0].permute(1, 2, 0).cpu().numpy()
+
+    if color.shape[2] == model.colors:
+        out = net(color)
+    elif model.colors == 3:  # gray image, colour network: three equal channels in, their mean out
+        out = net(np.repeat(color, 3, axis=2)).mean(axis=2, keepdims=True)
+    elif task == "car":  # colour image, gray JPEG network: restore Y, keep Cb/Cr (JPEG codes them apart)
+        out = _restore_luma(net, color)
+    else:  # colour image, gray network: channel by channel
+        out = np.concatenate([net(color[:, :, c : c + 1]) for c in range(color.shape[2])], axis=2)
+    if alpha is not None:
+        if scale > 1:
+            alpha = np.clip(imresize(alpha.astype(np.float64), scale), 0, 1).astype(np.float32)
+        out = np.concatenate([out, alpha], axis=2)
+    return out.astype(np.float32)
+
+
+def _restore_luma(net, rgb: np.ndarray) -> np.ndarray:
+    # full-range BT.601 (JPEG's own YCbCr)
+    m = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], dtype=np.float32)
+    ycc = rgb @ m.T
+    y = net(ycc[:, :, :1])
+    ycc = np.concatenate([y, ycc[:, :, 1:]], axis=2)
+    return np.clip(ycc @ np.linalg.inv(m).T.astype(np.float32), 0, 1)
+
+
+def restore(image: Any, *, task: str | None = None, weights: str | None = None, model=None, scale: int | None = None,
+            sigma: float | None = None, quality: int | None = None, tiling: str = "tile", tile: int = 64,
+            overlap: int = 16, ensemble: bool = False, device: str = "cpu", precision: str = "fp32"):
+    """Restore ``image`` (numpy HxW[xC] uint8/uint16/float, PIL image, or tensor (C, H, W) / (1, C, H, W)).
+
+    The network: ``model`` (a PANet), ``weights`` (a shipped name or a file), or the shipped default for ``task``
+    and its level (``scale`` for SR; ``sigma``/``quality`` choose among shipped denoising/JPEG weights).
+    Tiling as in ``panet restore``; ``ensemble`` averages the 8 flips/transposes.
+    """
+    level = {"sr": scale, "denoise": sigma, "car": quality}.get(task or "", None)
+    if task == "sr" and scale is None and model is None and weights is None:
+        raise ValueError("task='sr' needs scale=2, 3 or 4")
+    net, task = _network(task, weights, model, level)
+    if task == "sr" and scale is not None and net.scale != scale:
+        raise ValueError(f"the network upscales x{net.scale}, not x{scale}")
+    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    net = net.to(device)
+    array, info = _to_float_hwc(image)
+    out = restore_float(net, array, task=task, device=device, tiling=tiling, tile=tile, overlap=overlap,
+                        ensemble=ensemble, precision=precision)
+    return _from_float_hwc(out, info)
