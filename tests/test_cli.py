@@ -201,3 +201,9 @@ def test_ensemble_of_an_equivariant_model_is_the_model():
     conv = torch.nn.Conv2d(3, 3, 3, padding=1)
     y = forward_ensemble(conv, x)  # a non-symmetric kernel: the ensemble differs from one pass
     assert y.shape == x.shape and not torch.allclose(y, conv(x))
+
+
+def test_models_lists_shipped_weights(shipped, capsys):
+    assert main(["models", "--task", "sr"]) == 0
+    out = capsys.readouterr().out
+    assert "shipped weights" in out and "sr-x2" in out and "dn-gray" not in out

@@ -25,6 +25,27 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
         rows = [r + (f"{count_parameters(create_model(r[0])):,}",) for r in rows]
     header = ("name", "task", "scale", "blocks", "features", "kind", "description") + (("parameters",) if args.params else ())
+    _print_table(header, rows)
+    from .pretrained import list_weights
+
+    shipped = list_weights(task=args.task)
+    print()
+    if not shipped:
+        print("shipped weights: none yet" + (f" for {args.task}" if args.task else ""))
+        return
+    rows = []
+    for w in shipped:
+        card = w.card
+        evals = card.get("eval", [])
+        best = ", ".join(f"{e['set']} {e['psnr']:.2f}" for e in evals[:3]) + (" ..." if len(evals) > 3 else "")
+        data = "+".join(card.get("training_data", {}))
+        rows.append((w.name, w.task, w.level_text, card.get("preset", ""), str(card.get("iterations", "")), data,
+                     best or "not evaluated"))
+    print("shipped weights (panet restore --weights NAME; cards in panet/pretrained/*.json):")
+    _print_table(("name", "task", "level", "preset", "iterations", "trained on", "PSNR (card)"), rows)
+
+
+def _print_table(header: tuple, rows: list[tuple]) -> None:
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
