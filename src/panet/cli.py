@@ -1,4 +1,4 @@
-"""The ``panet`` command line: models | convert | restore."""
+"""The ``panet`` command line: models | convert | eval | train | restore | export."""
 from __future__ import annotations
 
 import argparse
@@ -242,6 +242,20 @@ def _load_network(args: argparse.Namespace):
     return create_model(args.model)
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_model
+
+    if bool(args.weights) == bool(args.model):
+        raise CliError("give --weights NAME|FILE, or --model NAME with --random-init")
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise CliError(f"{output} exists (use --overwrite)")
+    model = _load_network(args)
+    export_model(model, output, format=args.format)
+    print(f"wrote {output} ({args.format}, input (1, {model.colors}, H, W), output x{model.scale}); "
+          "memory grows with (H*W)^2: run it on tiles")
+
+
 def _cmd_eval(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -337,6 +351,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--means-only", action="store_true", help="print only the set means")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("export", help="export a network to ONNX or TorchScript (dynamic height and width)")
+    p.add_argument("--weights", help="shipped weights name or a .safetensors / release .pt file")
+    p.add_argument("--model", help="a preset name, with --random-init")
+    p.add_argument("--random-init", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", required=True, choices=["onnx", "torchscript"])
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("train", help="train from a YAML recipe (see configs/)")
     p.add_argument("config", help="YAML recipe")
