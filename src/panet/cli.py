@@ -256,6 +256,33 @@ def _cmd_export(args: argparse.Namespace) -> None:
           "memory grows with (H*W)^2: run it on tiles")
 
 
+def _cmd_explain(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .explain import attention_for_pixel, render
+    from .images import read_image_float
+
+    try:
+        x, y = (int(v) for v in args.at.split(","))
+    except ValueError:
+        raise CliError(f"--at expects X,Y in pixels, got {args.at!r}") from None
+    model, task = _restore_network(args)
+    array, _ = read_image_float(args.image)
+    array = array[:, :, : 3 if array.shape[2] >= 3 else 1]  # drop alpha
+    if array.shape[2] != model.colors:
+        array = array.mean(axis=2, keepdims=True) if model.colors == 1 else np.repeat(array, 3, axis=2)
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise CliError(f"{output} exists (use --overwrite)")
+    result = attention_for_pixel(model, array, y=y, x=x, window=args.window)
+    render(array, result, output)
+    top, left, hh, ww = result.window
+    print(f"attention of pixel ({x}, {y}) within the {ww}x{hh} window at ({left}, {top}):")
+    for scale, share in zip(result.scales, result.shares):
+        print(f"  scale {scale:.1f}: {100 * share:5.1f}%")
+    print(f"wrote {output}")
+
+
 def _cmd_eval(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -351,6 +378,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--means-only", action="store_true", help="print only the set means")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("explain", help="where the pyramid attention looked for one pixel, per level")
+    p.add_argument("image", help="the degraded input image")
+    p.add_argument("--at", required=True, help="X,Y of the pixel (input coordinates)")
+    p.add_argument("-o", "--output", required=True, help="PNG with one heat map per pyramid level")
+    p.add_argument("--task", choices=["sr", "denoise", "car", "demosaic"])
+    p.add_argument("--scale", type=int)
+    p.add_argument("--sigma", type=float)
+    p.add_argument("--quality", type=int)
+    p.add_argument("--weights", help="shipped weights name or a file")
+    p.add_argument("--model", help="a preset name, with --random-init")
+    p.add_argument("--random-init", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--window", type=int, default=128, help="analysed window around the pixel (a restore tile)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_explain)
 
     p = sub.add_parser("export", help="export a network to ONNX or TorchScript (dynamic height and width)")
     p.add_argument("--weights", help="shipped weights name or a .safetensors / release .pt file")

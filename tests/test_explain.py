@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import panet
+from panet.attention import pyramid_sizes
+from panet.cli import main
+from panet.explain import attention_for_pixel
+
+
+def test_shares_sum_to_one_over_the_pyramid():
+    torch.manual_seed(0)
+    net = panet.create_model("panet-dn-s", blocks=2, features=16)
+    image = np.random.default_rng(0).random((30, 36, 3), dtype=np.float32)
+    result = attention_for_pixel(net, image, y=10, x=20)
+    assert [m.shape for m in result.maps] == pyramid_sizes(30, 36, 5)
+    assert abs(sum(result.shares) - 1) < 1e-5 and all(s > 0 for s in result.shares)
+    hard = attention_for_pixel(panet.create_model("panet-dn-s", blocks=2, features=16, hard=True), image, y=3, x=3)
+    assert abs(sum(hard.shares) - 1) < 1e-5 and sum(int((m > 0).sum()) for m in hard.maps) >= 1
+
+
+def test_a_pixel_attends_most_to_its_own_patch_when_keys_equal_queries():
+    """With identical query and key embeddings and a sharp softmax, the best match of a patch is itself."""
+    torch.manual_seed(0)
+    net = panet.create_model("panet-dn-s", blocks=2, features=16, softmax_scale=1000.0)
+    block = net.attention
+    block.key.load_state_dict(block.query.state_dict())
+    image = np.random.default_rng(1).random((24, 24, 3), dtype=np.float32)
+    result = attention_for_pixel(net, image, y=12, x=9)
+    level0 = result.maps[0]
+    assert np.unravel_index(level0.argmax(), level0.shape) == (12, 9)
+
+
+def test_errors_and_command(tmp_path, capsys):
+    net = panet.create_model("panet-dn-s", blocks=2, features=16, attention_levels=0)
+    with pytest.raises(ValueError, match="no attention block"):
+        attention_for_pixel(net, np.zeros((8, 8, 3), np.float32), y=1, x=1)
+    with pytest.raises(ValueError, match="outside"):
+        attention_for_pixel(panet.create_model("panet-dn-s", blocks=2), np.zeros((8, 8, 3), np.float32), y=9, x=1)
+    from panet.images import write_image
+
+    write_image(tmp_path / "in.png", np.random.default_rng(2).integers(0, 256, (32, 40, 3), dtype=np.uint8))
+    out = tmp_path / "map.png"
+    args = ["explain", str(tmp_path / "in.png"), "--at", "20,10", "-o", str(out), "--model", "panet-dn-s", "--random-init"]
+    assert main(args) == 0
+    assert "scale 0.6" in capsys.readouterr().out and out.exists()
+    assert main(args[:3] + ["nope"] + args[4:]) == 2
+    assert "--at expects X,Y" in capsys.readouterr().err
