@@ -283,6 +283,15 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     print(f"wrote {output}")
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    from .serve import serve
+
+    try:
+        serve(args.host, args.port, random_init=args.random_init, tile=args.tile)
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
+
+
 def _cmd_eval(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -378,6 +387,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--means-only", action="store_true", help="print only the set means")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("serve", help="a local web page: drop an image, restore it, compare, download")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--random-init", action="store_true", help="demo tasks without shipped weights with random weights")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("explain", help="where the pyramid attention looked for one pixel, per level")
     p.add_argument("image", help="the degraded input image")
