@@ -151,3 +151,22 @@ def test_resume_after_a_crash_past_the_checkpoint_and_with_a_new_schedule(tiny, 
     assert [r[0] for r in rows] == ["1", "2", "3", "4", "5", "6"]  # step 3 once, not twice
     # the optimizer's lr came from the checkpoint (1e-4); the edited milestone at step 3 halves it
     assert [float(r[2]) for r in rows[2:]] == [5e-5] * 4
+
+
+def test_run_writes_ema_weights_and_a_card(tiny, tmp_path):
+    import json
+
+    from panet.cli import main
+    from panet.weights import load_weights, read_metadata
+
+    out = tmp_path / "carded"
+    assert main(["train", str(tiny), "--quiet", "iterations=2", f"out_dir={out}"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["iterations"] == 2 and card["task"] == "denoise" and card["level"] == [10, 30]
+    assert card["command"].startswith("panet train ") and card["training_data"] == {"gt": 3}
+    assert card["weights"] == "EMA" and card["config"]["seed"] == 0
+    model = load_weights(out / "weights.safetensors")
+    ema = torch.load(out / "checkpoint.pt", weights_only=True)["ema"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, ema[key]), key
+    assert read_metadata(out / "weights.safetensors")["task"] == "denoise"
