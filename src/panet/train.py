@@ -69,7 +69,7 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     init: str | None = None  # start from these weights (.safetensors or a checkpoint.pt), e.g. SR x4 from x2
     init_skip: list[str] = field(default_factory=list)  # glob patterns of keys left freshly initialised
-    ema: float | None = 0.999  # decay; None disables
+    ema: float | None = 0.999  # decay (warmed up as min(ema, (1+t)/(10+t))); None disables
     val_every: int = 1000
     checkpoint_every: int = 500
     log_every: int = 50
@@ -385,10 +385,12 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
             scheduler.step()
             step += 1
             if ema is not None:
+                # warm-up: early on the average would be mostly the random initialisation
+                decay = min(config.ema, (1 + step) / (10 + step))
                 with torch.no_grad():
                     for k, v in model.state_dict().items():
                         if v.dtype.is_floating_point:
-                            ema[k].mul_(config.ema).add_(v.detach(), alpha=1 - config.ema)
+                            ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
                         else:
                             ema[k].copy_(v)
             loss = loss.detach()
