@@ -433,6 +433,8 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
                 write_run_weights(config, model, ema, step, command)
         if main_process and step > first_step:
             plot_log(out / "log.csv", out / "curves.png", title=f"{config.model} {config.task} {config.data.level}")
+        if world > 1:
+            dist.barrier()  # every rank is done with collectives before any tears down
     finally:
         bar.close()
         if log is not None:
@@ -440,6 +442,12 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
         if board is not None:
             board.close()
         if world > 1 and dist.is_initialized():
+            # Drop DDP (and the loader) before the process group: tearing DDP down after
+            # destroy_process_group could hang at exit (seen with gloo, 1 run in 3).
+            net = loader = None
+            import gc
+
+            gc.collect()
             dist.destroy_process_group()
     return {"step": step, "losses": losses, "out_dir": str(out)}
 
