@@ -74,25 +74,6 @@ def _cmd_convert(args: argparse.Namespace) -> None:
     print(f"wrote {output} ({model.config['blocks']} blocks, {model.config['features']} features, scale {model.scale})")
 
 
-def _weights_task(path_or_name: str) -> tuple[str | None, object]:
-    """(task, level) recorded with shipped or panet-written weights, or (None, None)."""
-    import json
-
-    from .pretrained import list_weights
-    from .weights import read_metadata
-
-    for w in list_weights():
-        if w.name == path_or_name:
-            return w.task, w.card.get("level")
-    if path_or_name.endswith(".safetensors") and Path(path_or_name).is_file():
-        try:
-            meta = read_metadata(path_or_name)
-        except Exception:
-            return None, None
-        return meta.get("task"), json.loads(meta["level"]) if "level" in meta else None
-    return None, None
-
-
 def _expand_inputs(items: list[str]) -> list[Path]:
     import glob
 
@@ -120,7 +101,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .images import read_image_float, write_image_float
-    from .restoration import restore_float
+    from .restoration import check_run_options, restore_float
 
     inputs = _expand_inputs(args.inputs)
     if not inputs:
@@ -129,10 +110,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         raise CliError("--device cuda: CUDA is not available")
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
     model, task = _restore_network(args)
-    if args.ensemble and task == "demosaic":
-        raise CliError("--ensemble does not apply to demosaicing (a flip changes the Bayer phase)")
-    if args.precision == "fp16" and device.type != "cuda":
-        raise CliError("--precision fp16 needs CUDA; use bf16 on a CPU")
+    check_run_options(task, tiling=args.tiling, ensemble=args.ensemble, precision=args.precision, device=device)
     model = model.to(device).eval()
     output = Path(args.output)
     many = len(inputs) > 1 or Path(args.inputs[0]).is_dir() or any(c in args.inputs[0] for c in "*?[")
@@ -153,7 +131,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                 if info.get("notice"):
                     print(f"note: {info['notice']}", file=sys.stderr)
                 write_image_float(target, restore_float(model, array, task=task, device=device, **run), info)
-                bar.write(f"{path} -> {target}", file=sys.stdout) if many else print(f"{path} -> {target}")
+                tqdm.write(f"{path} -> {target}", file=sys.stdout)
             except (CliError, ValueError, FileNotFoundError, OSError) as exc:
                 failures.append(str(path))
                 print(f"panet: error: {exc}", file=sys.stderr)
@@ -163,41 +141,31 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
 
 def _restore_network(args: argparse.Namespace):
-    """The network for `panet restore`: --weights NAME|FILE, a preset with --random-init, or the shipped default
-    for --task and its level."""
-    from .tasks import get_task
+    """The network for `panet restore` / `explain`: --weights NAME|FILE, a preset with --random-init, or the
+    shipped default for --task and its level."""
+    from .pretrained import select_weights, weights_task
 
     task = args.task
-    if args.weights:
-        weights_task, weights_level = _weights_task(args.weights)
-        if task and weights_task and weights_task != task:
-            raise CliError(f"{args.weights} are {weights_task} weights, not {task}")
-        task = task or weights_task
-        model = _load_network(args)
-        if task == "sr":
-            if args.scale is not None and args.scale != model.scale:
-                raise CliError(f"{args.weights} upscale x{model.scale}, not x{args.scale}")
-        elif task:
-            _check_in_range(args, task, weights_level)
-        return model, task
-    if args.model:
+    if args.model and not args.weights:
         if not args.random_init:
             raise CliError(f"{args.model!r} is a preset; pass --random-init to run it untrained, or --weights NAME|FILE")
         from .registry import get_preset
 
         return _load_network(args), task or get_preset(args.model).task
-    if not task:
+    if not (task or args.weights):
         raise CliError("give --task (sr, denoise, car, demosaic) or --weights NAME|FILE")
-    level = _task_level(args, required=task == "sr")
-    from .pretrained import find_weights
-    from .weights import load_weights
-
+    level = _task_level(args, required=task == "sr" and not args.weights) if task else None
     try:
-        shipped = find_weights(get_task(task).name, level)
+        model, task, label = select_weights(task, level, args.weights)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    print(f"using shipped weights {shipped.name} ({shipped.level_text})", file=sys.stderr)
-    return load_weights(shipped.file), task
+    if not args.weights:
+        print(f"using {label}", file=sys.stderr)
+    elif task == "sr" and args.scale is not None and args.scale != model.scale:
+        raise CliError(f"{args.weights} upscale x{model.scale}, not x{args.scale}")
+    elif task and task != "sr":
+        _check_in_range(args, task, weights_task(args.weights)[1])
+    return model, task
 
 
 def _check_in_range(args: argparse.Namespace, task: str, level) -> None:

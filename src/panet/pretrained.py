@@ -102,3 +102,35 @@ def load_model(name_or_path: str | os.PathLike, *, map_location: str = "cpu"):
     names = [w.name for w in list_weights()]
     raise ValueError(f"unknown weights {text!r}: not a shipped name ({', '.join(names) or 'none yet'}) "
                      "nor a .safetensors / .pt file")
+
+
+def weights_task(name_or_path: str) -> tuple[str | None, Any]:
+    """(task, level) recorded with shipped or panet-written weights; (None, None) when unknown."""
+    from .weights import read_metadata
+
+    for w in list_weights():
+        if w.name == name_or_path:
+            return w.task, w.card.get("level")
+    if str(name_or_path).endswith(".safetensors") and Path(name_or_path).is_file():
+        try:
+            meta = read_metadata(name_or_path)
+        except Exception:
+            return None, None
+        return meta.get("task"), json.loads(meta["level"]) if "level" in meta else None
+    return None, None
+
+
+def select_weights(task: str | None, level: float | None = None, weights: str | os.PathLike | None = None):
+    """(network, task, label): ``weights`` (a shipped name or a file) checked against ``task``, or else the
+    shipped default for ``task`` at ``level``."""
+    from .weights import load_weights
+
+    if weights is None:
+        if task is None:
+            raise ValueError("give a task (sr, denoise, car, demosaic) or weights")
+        shipped = find_weights(task, level)
+        return load_weights(shipped.file), task, f"shipped weights {shipped.name} ({shipped.level_text})"
+    recorded, _ = weights_task(str(weights))
+    if task and recorded and recorded != task:
+        raise ValueError(f"{weights} are {recorded} weights, not {task}")
+    return load_model(weights), task or recorded, str(weights)

@@ -22,28 +22,34 @@ from torch import Tensor
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_model(name: str):
-    from .pretrained import load_model
+def _cached_weights(task: str | None, level: float | None, weights: str | None):
+    from .pretrained import select_weights
 
-    return load_model(name).eval()
+    model, task, _ = select_weights(task, level, weights)
+    return model.eval(), task
 
 
 def _network(task: str | None, weights: str | None, model, level: float | None):
     if model is not None:
         return model.eval(), task
-    from .pretrained import find_weights, list_weights
+    if weights is None and task is not None:
+        from .pretrained import find_weights
 
-    if weights is None:
-        if task is None:
-            raise ValueError("give task=... (sr, denoise, car, demosaic), weights=... or model=...")
-        shipped = find_weights(task, level)
-        return _cached_model(shipped.name), task
-    for w in list_weights():
-        if w.name == weights:
-            task = task or w.task
-            if w.task != task:
-                raise ValueError(f"{weights} are {w.task} weights, not {task}")
-    return _cached_model(str(weights)), task
+        return _cached_weights(task, None, find_weights(task, level).name)  # one cache entry per shipped file
+    return _cached_weights(task, level, None if weights is None else str(weights))
+
+
+def check_run_options(task: str | None, *, tiling: str = "tile", ensemble: bool = False, precision: str = "fp32",
+                      device: str | torch.device = "cpu") -> None:
+    """Raise ValueError for options that cannot work together (checked once, before any image)."""
+    if tiling not in ("tile", "legacy", "none"):
+        raise ValueError(f"tiling must be tile, legacy or none, got {tiling!r}")
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    if precision == "fp16" and torch.device(device).type != "cuda":
+        raise ValueError("fp16 needs CUDA; use bf16 on a CPU")
+    if ensemble and task == "demosaic":
+        raise ValueError("the x8 ensemble does not apply to demosaicing (a flip changes the Bayer phase)")
 
 
 def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", tile: int = 64, overlap: int = 16,
@@ -52,12 +58,7 @@ def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", til
     from .inference import forward_chop, forward_ensemble, forward_tiled
     from .tasks import get_task
 
-    if tiling not in ("tile", "legacy", "none"):
-        raise ValueError(f"tiling must be tile, legacy or none, got {tiling!r}")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-    if ensemble and task == "demosaic":
-        raise ValueError("the x8 ensemble does not apply to demosaicing (a flip changes the Bayer phase)")
+    check_run_options(task, tiling=tiling, ensemble=ensemble, precision=precision, device=x.device)
     min_size = get_task(task).chop_min_size if task else 6400
 
     def once(t: Tensor) -> Tensor:
@@ -69,8 +70,6 @@ def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", til
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     device_type = x.device.type
-    if precision == "fp16" and device_type != "cuda":
-        raise ValueError("fp16 needs a CUDA device; use bf16 on CPU")
     with torch.no_grad(), torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
         y = forward_ensemble(once, x) if ensemble else once(x)
     return y.float()
