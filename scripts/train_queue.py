@@ -1,7 +1,7 @@
 """Run training recipes one after another on one CPU core, resuming each from its checkpoint.
 
-    nohup python scripts/queue.py --core 0 pa-edsr-s-x2 pa-edsr-s-x3 pa-edsr-s-x4 > runs/queue0.log 2>&1 &
-    nohup python scripts/queue.py --core 1 panet-dn-s panet-dn-gray-s panet-car-s panet-demosaic-s > runs/queue1.log 2>&1 &
+    nohup python scripts/train_queue.py --core 0 pa-edsr-s-x2 pa-edsr-s-x3 pa-edsr-s-x4 > runs/queue0.log 2>&1 &
+    nohup python scripts/train_queue.py --core 1 panet-dn-s panet-dn-gray-s panet-car-s panet-demosaic-s > runs/queue1.log 2>&1 &
 
 A session on a 2-core machine ends after a few hours and kills its processes; rerunning the same command resumes
 where the checkpoints stopped (a finished run is skipped). Each recipe runs as `panet train configs/NAME.yaml
