@@ -207,3 +207,13 @@ def test_models_lists_shipped_weights(shipped, capsys):
     assert main(["models", "--task", "sr"]) == 0
     out = capsys.readouterr().out
     assert "shipped weights" in out and "sr-x2" in out and "dn-gray" not in out
+
+
+def test_auto_tile_and_memory_estimate():
+    from panet.restoration import attention_bytes, auto_tile
+
+    net = panet.create_model("panet-dn-s")
+    assert auto_tile(net, "cpu") == 64
+    small, large = attention_bytes(net, 64), attention_bytes(net, 128)
+    assert 3 < large / small < 5  # unfolded keys and values grow with the tile's area
+    assert attention_bytes(panet.create_model("pa-edsr-x2"), 128) > 5 * large  # 256 features

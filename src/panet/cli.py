@@ -101,7 +101,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .images import read_image_float, write_image_float
-    from .restoration import check_run_options, restore_float
+    from .restoration import auto_tile, check_run_options, restore_float
 
     inputs = _expand_inputs(args.inputs)
     if not inputs:
@@ -117,7 +117,8 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     if many and output.exists() and not output.is_dir():
         raise CliError(f"{output} is a file; several inputs need an output folder")
     failures: list[str] = []
-    run = dict(tiling=args.tiling, tile=args.tile, overlap=args.tile_overlap, ensemble=args.ensemble,
+    tile = auto_tile(model, device) if args.tile == "auto" else _positive_int(args.tile, "--tile")
+    run = dict(tiling=args.tiling, tile=tile, overlap=args.tile_overlap, ensemble=args.ensemble,
                precision=args.precision)
     with tqdm(inputs, desc="restore", unit="img", disable=len(inputs) < 2 or None, file=sys.stderr) as bar:
         for path in bar:
@@ -138,6 +139,16 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     if failures:
         raise CliError(f"{len(failures)} of {len(inputs)} images failed: {', '.join(failures[:5])}"
                        + (" ..." if len(failures) > 5 else ""))
+
+
+def _positive_int(text: str, flag: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CliError(f"{flag} expects a number or auto, got {text!r}") from None
+    if value < 8:
+        raise CliError(f"{flag} must be at least 8, got {value}")
+    return value
 
 
 def _restore_network(args: argparse.Namespace):
@@ -412,9 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tiling", choices=["tile", "legacy", "none"], default="tile",
                    help="tile (default): overlapping tiles, blended, bounded memory and time; legacy: the release's "
                    "forward_chop; none: the whole image at once (attention cost grows with the square of its area)")
-    p.add_argument("--tile", type=int, default=64,
-                   help="tile size in input pixels for --tiling tile (attention looks within a tile; its cost per "
-                   "pixel grows with the tile's area)")
+    p.add_argument("--tile", default="auto",
+                   help="tile size in input pixels for --tiling tile, or auto (64 on a CPU; on CUDA the largest of "
+                   "256..64 that fits in a quarter of the free memory). Attention looks within a tile; its cost per "
+                   "pixel grows with the tile's area")
     p.add_argument("--tile-overlap", type=int, default=16, help="overlap of neighbouring tiles")
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/transposes (8x the time)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

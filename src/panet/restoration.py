@@ -39,6 +39,33 @@ def _network(task: str | None, weights: str | None, model, level: float | None):
     return _cached_weights(task, level, None if weights is None else str(weights))
 
 
+def attention_bytes(model, tile: int) -> int:
+    """Rough peak memory of one ``tile`` x ``tile`` forward pass: the unfolded keys and values of all pyramid
+    levels dominate (about 3.3 tile^2 key patches of 9 (C/r + C) floats), plus the trunk's feature maps."""
+    block = getattr(model, "attention", None)
+    features = getattr(model, "features", 64)
+    trunk = 4 * 8 * features * tile * tile * getattr(model, "scale", 1) ** 2
+    if block is None:
+        return trunk
+    keys = sum(int(tile * (1 - i / 10)) ** 2 for i in range(block.levels))
+    width = 9 * (block.channels // block.reduction + block.channels)
+    return 4 * keys * width + 4 * tile * tile * width + 4 * block.query_block * block.key_block + trunk
+
+
+def auto_tile(model, device: str | torch.device = "cpu") -> int:
+    """The default tile size: on a CPU 64 (the attention's time per pixel grows with the tile's area, so larger
+    tiles cost minutes per image there); on CUDA the largest of 256..64 whose estimated memory fits in a quarter
+    of the free GPU memory."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 64
+    free, _ = torch.cuda.mem_get_info(device)
+    for tile in (256, 192, 128, 96):
+        if attention_bytes(model, tile) <= free // 4:
+            return tile
+    return 64
+
+
 def check_run_options(task: str | None, *, tiling: str = "tile", ensemble: bool = False, precision: str = "fp32",
                       device: str | torch.device = "cpu") -> None:
     """Raise ValueError for options that cannot work together (checked once, before any image)."""
