@@ -28,8 +28,8 @@ body{font:15px system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222}
 #drop{border:2px dashed #999;border-radius:8px;padding:1.5em;text-align:center;cursor:pointer}
 #drop.over{background:#eef}
 .row{margin:1em 0;display:flex;gap:1em;align-items:center;flex-wrap:wrap}
-#compare{position:relative;display:inline-block;max-width:100%;line-height:0}
-#compare img{max-width:100%;image-rendering:pixelated}
+#compare{position:relative;display:inline-block;width:min(100%,768px);line-height:0}
+#compare img{width:100%;image-rendering:pixelated}
 #before{position:absolute;left:0;top:0;width:100%;height:100%;object-fit:fill}
 #status{color:#555}.error{color:#b00}
 </style></head><body>
