@@ -68,3 +68,22 @@ def test_ssim_of_identical_images_is_one_and_errors():
         psnr(a, a, crop_border=20)
     with pytest.raises(ValueError, match="11x11"):
         ssim(a[:8, :8], a[:8, :8])
+
+
+def test_ssim_uniform8_window_matches_a_direct_computation():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (12, 10, 1), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
+    x, y = a[:, :, 0].astype(float), b[:, :, 0].astype(float)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    values = []
+    for i in range(12 - 7):
+        for j in range(10 - 7):
+            p, q = x[i : i + 8, j : j + 8], y[i : i + 8, j : j + 8]
+            cov = ((p - p.mean()) * (q - q.mean())).mean()
+            values.append((2 * p.mean() * q.mean() + c1) * (2 * cov + c2)
+                          / ((p.mean() ** 2 + q.mean() ** 2 + c1) * (p.var() + q.var() + c2)))
+    assert abs(ssim(a, b, window="uniform8") - np.mean(values)) < 1e-12
+    assert ssim(a, a, window="uniform8") == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="window"):
+        ssim(a, b, window="box")

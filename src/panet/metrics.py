@@ -110,10 +110,18 @@ def _ssim_channel(a: np.ndarray, b: np.ndarray, window: np.ndarray) -> float:
     return float(ssim_map.mean())
 
 
-def ssim(x, y, *, crop_border: int = 0, y_channel: bool = False) -> float:
-    """Structural similarity (Wang et al. 2004), averaged over channels."""
+def ssim(x, y, *, crop_border: int = 0, y_channel: bool = False, window: str = "gaussian") -> float:
+    """Structural similarity (Wang et al. 2004), averaged over channels.
+
+    ``window="gaussian"`` (default): the 11x11 Gaussian window (sigma 1.5) of the paper's MATLAB scripts.
+    ``window="uniform8"``: an 8x8 uniform window, as the original SSIM paper's block statistics; it reproduces
+    the JPEG SSIM values the PANet paper copied from earlier work (see docs/baselines.md).
+    """
+    if window not in ("gaussian", "uniform8"):
+        raise ValueError(f"window must be 'gaussian' or 'uniform8', got {window!r}")
     a, b = _prepare(x, y, crop_border, y_channel)
-    if min(a.shape[:2]) < 11:
-        raise ValueError(f"SSIM needs at least 11x11 pixels, got {a.shape[0]}x{a.shape[1]}")
-    window = _gaussian_window()
+    size = 11 if window == "gaussian" else 8
+    if min(a.shape[:2]) < size:
+        raise ValueError(f"SSIM needs at least {size}x{size} pixels, got {a.shape[0]}x{a.shape[1]}")
+    window = _gaussian_window() if window == "gaussian" else np.full((8, 8), 1 / 64)
     return float(np.mean([_ssim_channel(a[:, :, c], b[:, :, c], window) for c in range(a.shape[2])]))
