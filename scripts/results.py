@@ -118,6 +118,33 @@ def best_baseline(task, level, set_name) -> tuple[str, dict] | None:
     return best
 
 
+# The targets for CPU-trained models: (task, set, level, absolute PSNR | (baseline, margin in dB))
+TARGETS = [
+    ("sr", "Set5", 2, 37.0), ("sr", "Set5", 4, 31.0), ("denoise", "CBSD68", 50, ("bm3d", 0.3)),
+    ("car", "LIVE1", 10, ("identity", 1.2)), ("demosaic", "McMaster", None, ("menon", 1.5)),
+]
+
+
+def targets_table(shipped) -> list[str]:
+    rows = ["## Targets", "", "| target | ours | needed | met |", "|---|---|---|---|"]
+    for task, set_name, level, goal in TARGETS:
+        where = set_name if level is None else f"{set_name} {LEVEL[task].format(level)}"
+        ours = next((r for w in shipped for r in w.card.get("eval", [])
+                     if r["task"] == task and r["set"] == set_name and r["level"] == level), None)
+        if isinstance(goal, tuple):
+            path = BASELINE_CACHE / key_name(task, level, set_name, goal[0])
+            base = json.loads(path.read_text())["psnr"] if path.exists() else None
+            needed = None if base is None else base + goal[1]
+            label = f"{where}: {LABELS[goal[0]][task]} + {goal[1]} dB"
+        else:
+            needed, label = goal, f"{where} ≥ {goal} dB"
+        met = "" if ours is None or needed is None else ("yes" if ours["psnr"] >= needed else "no")
+        ours_text = "not evaluated" if ours is None else f"{ours['psnr']:.2f}"
+        needed_text = "baseline not run" if needed is None else f"{needed:.2f}"
+        rows.append(f"| {label} | {ours_text} | {needed_text} | {met} |")
+    return rows + [""]
+
+
 def fmt(pair) -> str:
     if pair is None:
         return ""
@@ -141,6 +168,7 @@ def render() -> str:
         "",
     ]
     shipped = list_weights()
+    out += targets_table(shipped)
     if not shipped:
         out += ["No weights ship yet.", ""]
     for w in shipped:

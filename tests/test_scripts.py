@@ -37,7 +37,8 @@ def test_results_plan_follows_task_colours_and_range(fake_shipped):
     # a gray blind denoiser trained for sigma 0..30: the gray sets, only the paper's levels inside its range
     assert plans["tiny-dn-gray"] == [("denoise", 15, "Set12"), ("denoise", 25, "Set12"), ("denoise", 15, "BSD68"),
                                      ("denoise", 25, "BSD68")]
-    assert "## tiny-x4: sr (x4)" in results.render()
+    text = results.render()
+    assert "## tiny-x4: sr (x4)" in text and "| Set5 x2 ≥ 37.0 dB | not evaluated | 37.00 |  |" in text
 
 
 def test_gallery_writes_one_sheet_per_weights(fake_shipped, tmp_path, monkeypatch):
