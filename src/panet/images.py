@@ -12,8 +12,8 @@ from .weights import atomic_write
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_image(path: str | os.PathLike, *, colors: int | None = None) -> np.ndarray:
-    """Read an 8-bit image as uint8 HxWxC (C = 1 or 3), optionally converted to ``colors``."""
+def _open(path: str | os.PathLike):
+    """Decode an image file (EXIF orientation applied), or raise one clear error naming the file."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
@@ -27,6 +27,12 @@ def read_image(path: str | os.PathLike, *, colors: int | None = None) -> np.ndar
             img.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ValueError(f"{path}: not a readable image ({exc})") from None
+    return img
+
+
+def read_image(path: str | os.PathLike, *, colors: int | None = None) -> np.ndarray:
+    """Read an 8-bit image as uint8 HxWxC (C = 1 or 3), optionally converted to ``colors``."""
+    img = _open(path)
     if colors is None:
         mode = "L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
     elif colors in (1, 3):
@@ -43,25 +49,13 @@ def read_image_float(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     ``info["notice"]`` is set when something had to be converted (16-bit colour PNGs are read at 8 bit: Pillow
     decodes them so).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file")
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise ValueError(f"{path}: not a readable image ({exc})") from None
+    path, img = Path(path), _open(path)
     info: dict = {"bits": 8}
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(img, dtype=np.float64)
-        array = array / 65535.0 if array.max() > 255 or img.mode.startswith("I;16") else array / 255.0
-        info["bits"] = 16 if img.mode.startswith("I;16") or np.asarray(img).max() > 255 else 8
-        array = array[:, :, None]
+        raw = np.asarray(img, dtype=np.float64)
+        sixteen = img.mode.startswith("I;16") or raw.max() > 255
+        info["bits"] = 16 if sixteen else 8
+        array = (raw / (65535.0 if sixteen else 255.0))[:, :, None]
     else:
         if img.mode in ("RGB", "RGBA") and path.suffix.lower() == ".png" and _png_bit_depth(path) == 16:
             info["notice"] = f"{path.name}: 16-bit colour PNG read at 8 bit"
