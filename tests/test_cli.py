@@ -216,4 +216,4 @@ def test_auto_tile_and_memory_estimate():
     assert auto_tile(net, "cpu") == 64
     small, large = attention_bytes(net, 64), attention_bytes(net, 128)
     assert 3 < large / small < 5  # unfolded keys and values grow with the tile's area
-    assert attention_bytes(panet.create_model("pa-edsr-x2"), 128) > 5 * large  # 256 features
+    assert attention_bytes(panet.create_model("pa-edsr-x2"), 128) > 3 * large  # 256 features vs 64

@@ -55,11 +55,13 @@ for _s in (2, 3, 4):
                     _pa_edsr(_s, features=256, blocks=32), True))
 
 # Small presets: same architecture, sized to train on a laptop CPU in hours.
-_SMALL = dict(features=32, blocks=8)
-register(Preset("panet-dn-s", "denoise", "small PANet for colour denoising (8 blocks, 32 features)", _restoration(3, **_SMALL)))
-register(Preset("panet-dn-gray-s", "denoise", "small PANet for gray denoising", _restoration(1, **_SMALL)))
-register(Preset("panet-car-s", "car", "small PANet for gray JPEG artifact removal", _restoration(1, **_SMALL)))
-register(Preset("panet-demosaic-s", "demosaic", "small PANet for demosaicing", _restoration(3, **_SMALL)))
+# 64 features because the attention, not the trunk, dominates a training step at 24x24 patches:
+# doubling the trunk (8 -> 16 blocks) adds ~12% to a step (benchmarks/train_step.py).
+_SMALL = dict(features=64, blocks=16)
+register(Preset("panet-dn-s", "denoise", "small PANet for colour denoising (16 blocks, 64 features)", _restoration(3, **_SMALL)))
+register(Preset("panet-dn-gray-s", "denoise", "small PANet for gray denoising (16 blocks, 64 features)", _restoration(1, **_SMALL)))
+register(Preset("panet-car-s", "car", "small PANet for gray JPEG artifact removal (16 blocks, 64 features)", _restoration(1, **_SMALL)))
+register(Preset("panet-demosaic-s", "demosaic", "small PANet for demosaicing (16 blocks, 64 features)", _restoration(3, **_SMALL)))
 for _s in (2, 3, 4):
     register(Preset(f"pa-edsr-s-x{_s}", "sr", f"small PA-EDSR x{_s} (8 blocks, 64 features)",
                     _pa_edsr(_s, features=64, blocks=8, attention_reduction=4)))
