@@ -136,6 +136,40 @@ def test_autocast_bf16_parity():
     torch.testing.assert_close(out, ref, rtol=0, atol=0.05 * ref.abs().max().item())
 
 
+@pytest.mark.parametrize("blocks", [(512, 2048), (7, 13)])
+def test_low_precision_backward_is_close_to_exact(blocks):
+    """Under bf16 autocast (or fast=True) the backward's products other than the scores run in bf16."""
+    torch.manual_seed(0)
+    q = (torch.randn(2, 40, 18) * 0.5).requires_grad_(True)
+    kt = torch.nn.functional.normalize(torch.randn(2, 18, 70), dim=1).requires_grad_(True)
+    vt = torch.randn(2, 36, 70, requires_grad=True)
+    grad = torch.randn(2, 40, 36)
+    grads = []
+    for dtype in (None, torch.bfloat16):
+        out = patch_attention(q, kt, vt, pv_dtype=dtype, query_block=blocks[0], key_block=blocks[1])
+        grads.append(torch.autograd.grad(out, (q, kt, vt), grad))
+    for exact, low in zip(*grads):
+        rel = ((low - exact).norm() / exact.norm()).item()
+        assert 0 < rel < 1e-2  # bf16 rounding, not a different gradient
+
+
+def test_autocast_runs_the_kernel_with_bf16_products_and_fp32_scores():
+    torch.manual_seed(0)
+    q = torch.randn(1, 30, 18, requires_grad=True)
+    kt = torch.nn.functional.normalize(torch.randn(1, 18, 50), dim=1).requires_grad_(True)
+    vt = torch.randn(1, 36, 50, requires_grad=True)
+    grad = torch.randn(1, 30, 36)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = patch_attention(q, kt, vt)
+    explicit = patch_attention(q, kt, vt, pv_dtype=torch.bfloat16)
+    exact = patch_attention(q, kt, vt)
+    assert amp.dtype == torch.float32
+    torch.testing.assert_close(amp, explicit, rtol=0, atol=0)
+    assert not torch.equal(amp, exact)
+    for a, e in zip(torch.autograd.grad(amp, (q, kt, vt), grad), torch.autograd.grad(explicit, (q, kt, vt), grad)):
+        torch.testing.assert_close(a, e, rtol=0, atol=0)
+
+
 def test_fast_mode_bf16_weighted_sum_is_close():
     block = make_block(16, 2, sharpen=2.0)
     fast = make_block(16, 2, fast=True)
