@@ -27,7 +27,7 @@ def test_models_lists_presets(capsys):
 
 
 def test_convert_release_checkpoint(tmp_path):
-    source = panet.create_model("pa-edsr-s-x2", features=16, blocks=2, attention_reduction=8).eval()
+    source = panet.create_model("pa-edsr-s-x2", features=16, blocks=2, attention_reduction=8, attention_res_scale=0.1).eval()
     release = tmp_path / "release.pt"
     torch.save(panet.to_official(source), release)
     out = tmp_path / "model.safetensors"

@@ -58,7 +58,7 @@ def test_shared_tensors_must_agree():
     sd["body.0.body.1.weight"] = sd["body.0.body.1.weight"] + 1
     with pytest.raises(ValueError, match="shares"):
         panet.from_official(sd)
-    sr = panet.to_official(panet.create_model("pa-edsr-s-x2", features=16, blocks=2))
+    sr = panet.to_official(panet.create_model("pa-edsr-s-x2", features=16, blocks=2, attention_res_scale=0.1))
     sr["msa.conv_match.0.bias"] = sr["msa.conv_match.0.bias"] + 1
     with pytest.raises(ValueError, match="msa.conv_match.0.bias differs|body.1.conv_match.0.bias differs"):
         panet.from_official(sr)
