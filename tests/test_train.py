@@ -136,6 +136,24 @@ def test_curves_png_is_written(tiny, tmp_path):
         assert image.size == (960, 320)
 
 
+def test_validation_reference_is_the_classical_baseline_on_the_validation_images(tiny, tmp_path):
+    import json
+
+    from panet.data import find_images
+    from panet.degrade import jpeg
+    from panet.images import read_image
+    from panet.metrics import psnr
+    from panet.tasks import to_gray_y
+
+    run = tmp_path / "car"
+    train(load_config(tiny, [f"out_dir={run}", "iterations=1", "task=car", "model=panet-car-s", "data.level=20"]), quiet=True)
+    reference = json.loads((run / "val_reference.json").read_text())
+    first = find_images(tmp_path / "gt")[0]  # val_images: 1
+    gray = to_gray_y(read_image(first))
+    assert reference["baseline"] == "identity" and reference["level"] == 20  # CAR: the JPEG itself
+    assert reference["psnr"] == pytest.approx(psnr(jpeg(gray, 20), gray))
+
+
 def test_resume_after_a_crash_past_the_checkpoint_and_with_a_new_schedule(tiny, tmp_path):
     import shutil
 

@@ -1,11 +1,13 @@
 """Training curves as a PNG, drawn with Pillow (no plotting library needed).
 
 ``plot_log(log.csv, curves.png)``: the training loss (log scale, with a running
-mean) and the validation PSNR against the step, side by side.
+mean) and the validation PSNR against the step, side by side; the validation panel
+also draws the classical baseline of ``val_reference.json`` (beside the log) in grey.
 """
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 from pathlib import Path
@@ -37,7 +39,8 @@ def _running_mean(points: list[tuple[int, float]], window: int) -> list[tuple[in
     return out
 
 
-def _panel(draw, left: int, title: str, series: list[tuple[list[tuple[int, float]], str]], log_y: bool) -> None:
+def _panel(draw, left: int, title: str, series: list[tuple[list[tuple[int, float]], str]], log_y: bool,
+           reference: float | None = None) -> None:
     x0, y0, x1, y1 = left + _PAD, _PAD // 2 + 12, left + _W - 12, _H - _PAD // 2 - 8
     draw.rectangle([x0, y0, x1, y1], outline=(0, 0, 0))
     draw.text((x0, 4), title, fill=(0, 0, 0))
@@ -47,17 +50,23 @@ def _panel(draw, left: int, title: str, series: list[tuple[list[tuple[int, float
         return
     fy = (lambda v: math.log10(max(v, 1e-12))) if log_y else (lambda v: v)
     steps = [p[0] for p in points]
-    values = [fy(p[1]) for p in points]
+    values = [fy(p[1]) for p in points] + ([fy(reference)] if reference is not None else [])
     smin, smax = min(steps), max(steps)
     vmin, vmax = min(values), max(values)
     if vmax - vmin < 1e-9:
         vmin, vmax = vmin - 0.5, vmax + 0.5
+    margin = 0.05 * (vmax - vmin)  # keeps the extremes (and the reference line) off the frame
+    vmin, vmax = vmin - margin, vmax + margin
     if smax == smin:
         smin, smax = smin - 1, smax + 1
 
     def to_xy(step: int, value: float) -> tuple[float, float]:
         return (x0 + (step - smin) / (smax - smin) * (x1 - x0), y1 - (fy(value) - vmin) / (vmax - vmin) * (y1 - y0))
 
+    if reference is not None:
+        y = to_xy(smin, reference)[1]
+        draw.line([(x0, y), (x1, y)], fill=(150, 150, 150), width=1)
+        draw.text((x1 - 40, y - 12), f"{reference:.2f}", fill=(120, 120, 120))
     for s, colour in series:
         xy = [to_xy(*p) for p in s]
         if len(xy) > 1:
@@ -81,5 +90,8 @@ def plot_log(log_csv: str | os.PathLike, png: str | os.PathLike, *, title: str =
     draw = ImageDraw.Draw(image)
     smooth = _running_mean(loss, max(1, len(loss) // 20))
     _panel(draw, 0, f"training L1 loss (log scale) {title}", [(loss, (170, 190, 230)), (smooth, (30, 70, 160))], True)
-    _panel(draw, _W, "validation PSNR (dB)", [(val, (200, 60, 40))], False)
+    reference_path = Path(log_csv).with_name("val_reference.json")
+    reference = json.loads(reference_path.read_text()) if reference_path.exists() else None
+    _panel(draw, _W, "validation PSNR (dB)" + (f"; grey: {reference['baseline']}" if reference else ""),
+           [(val, (200, 60, 40))], False, reference["psnr"] if reference else None)
     atomic_write(Path(png), lambda tmp: image.save(tmp, format="PNG"))

@@ -18,6 +18,7 @@ class Task:
     y_channel: bool  # score the Y of MATLAB rgb2ycbcr
     shave_scale: bool  # crop `scale` pixels on each side before scoring (SR)
     chop_min_size: int  # the release's forward_chop min_size
+    references: tuple[str, ...] = ("identity",)  # classical baselines to compare against, best first
 
     def metric_options(self, scale: int = 1) -> dict:
         """Keyword arguments for panet.metrics.psnr / ssim under this task's protocol."""
@@ -80,10 +81,13 @@ def to_gray_y(img: np.ndarray) -> np.ndarray:
 
 
 TASKS: dict[str, Task] = {
-    "sr": Task("sr", "bicubic super-resolution (x2, x3, x4)", 3, y_channel=True, shave_scale=True, chop_min_size=6400),
-    "denoise": Task("denoise", "additive white Gaussian noise removal", 3, y_channel=False, shave_scale=False, chop_min_size=6800),
+    "sr": Task("sr", "bicubic super-resolution (x2, x3, x4)", 3, y_channel=True, shave_scale=True, chop_min_size=6400,
+               references=("bicubic",)),
+    "denoise": Task("denoise", "additive white Gaussian noise removal", 3, y_channel=False, shave_scale=False, chop_min_size=6800,
+                    references=("bm3d", "identity")),
     "car": Task("car", "JPEG compression artifact removal (gray)", 1, y_channel=False, shave_scale=False, chop_min_size=6400),
-    "demosaic": Task("demosaic", "demosaicing of a zero-filled Bayer mosaic", 3, y_channel=False, shave_scale=False, chop_min_size=6400),
+    "demosaic": Task("demosaic", "demosaicing of a zero-filled Bayer mosaic", 3, y_channel=False, shave_scale=False, chop_min_size=6400,
+                     references=("menon", "identity")),
 }
 
 

@@ -358,6 +358,14 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
         writer = csv.writer(log)
         if new_log:
             writer.writerow(["step", "loss", "lr", "val_psnr", "seconds"])
+        reference_path = out / "val_reference.json"
+        if config.data.val and not reference_path.exists():
+            reference = validation_reference(config, model.colors)
+            if reference is not None:
+                reference_path.write_text(json.dumps(reference) + "\n")
+                if not quiet:
+                    print(f"validation reference: {reference['baseline']} gives {reference['psnr']:.2f} dB on the "
+                          "validation images", file=sys.stderr, flush=True)
         if config.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -452,13 +460,23 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
     return {"step": step, "losses": losses, "out_dir": str(out)}
 
 
+def _validation_sets(config: TrainConfig, colors: int):
+    """(set name, EvalPairs, SR scale) per validation set: its first ``val_images`` images, centre crops of ``val_crop``."""
+    from .data import EvalPairs
+
+    for folder in _folders(config.data.val, config.data.data_root):
+        pairs = EvalPairs(folder, task=config.task, level=_val_level(config), colors=colors, crop=config.data.val_crop)
+        if config.data.val_images:
+            pairs.files = pairs.files[: config.data.val_images]
+        yield folder.name, pairs, int(config.data.level) if config.task == "sr" else 1
+
+
 def validate(config: TrainConfig, model, ema: dict | None) -> float | None:
     """Mean PSNR over the validation sets with the task's protocol (EMA weights when enabled)."""
     import copy
 
     import numpy as np
 
-    from .data import EvalPairs
     from .evaluate import evaluate_set, network_restorer
 
     if not config.data.val:
@@ -469,13 +487,32 @@ def validate(config: TrainConfig, model, ema: dict | None) -> float | None:
     device = next(model.parameters()).device
     restorer = network_restorer(net, config.task, tiling="legacy", device=device)
     scores = []
-    for folder in _folders(config.data.val, config.data.data_root):
-        pairs = EvalPairs(folder, task=config.task, level=_val_level(config), colors=net.colors, crop=config.data.val_crop)
-        if config.data.val_images:
-            pairs.files = pairs.files[: config.data.val_images]
-        scale = int(config.data.level) if config.task == "sr" else 1
-        scores += [r.psnr for r in evaluate_set(restorer, pairs, set_name=folder.name, scale=scale)]
+    for name, pairs, scale in _validation_sets(config, net.colors):
+        scores += [r.psnr for r in evaluate_set(restorer, pairs, set_name=name, scale=scale)]
     return float(np.mean(scores)) if scores else None
+
+
+def validation_reference(config: TrainConfig, colors: int) -> dict | None:
+    """The task's classical baseline (bicubic, BM3D/CBM3D, the JPEG, Menon) on the validation images: the number
+    the validation PSNR has to beat. The first baseline of the task whose optional package is installed."""
+    import numpy as np
+
+    from .baselines import make_baseline
+    from .evaluate import evaluate_set
+    from .tasks import get_task
+
+    if not config.data.val:
+        return None
+    level = _val_level(config)
+    for name in get_task(config.task).references:
+        try:
+            restorer = make_baseline(name, config.task, level)
+        except ImportError:
+            continue
+        scores = [r.psnr for set_name, pairs, scale in _validation_sets(config, colors)
+                  for r in evaluate_set(restorer, pairs, set_name=set_name, scale=scale)]
+        return {"baseline": name, "level": level, "psnr": float(np.mean(scores))} if scores else None
+    return None
 
 
 def _val_level(config: TrainConfig):
