@@ -59,6 +59,12 @@ def test_config_errors(tiny, tmp_path):
         load_config(tiny, ["model=pa-edsr-s-x2"])
     with pytest.raises(ValueError, match="precision"):
         load_config(tiny, ["precision=fp8"])
+    with pytest.raises(ValueError, match="optim.lr: expected a number, got 'fast'"):
+        load_config(tiny, ["optim.lr=fast"])
+    with pytest.raises(ValueError, match="iterations: expected an integer, got 1.5"):
+        load_config(tiny, ["iterations=1.5"])
+    assert load_config(tiny, ["optim.lr=1e-3"]).optim.lr == 0.001  # YAML 1.1 reads 1e-3 as a string
+    assert load_config(tiny, ["optim.grad_clip=null", "ema=null"]).ema is None
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: [unclosed")
     with pytest.raises(ValueError, match="not valid YAML"):

@@ -20,6 +20,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+import types
+import typing
 from typing import Any
 
 import torch
@@ -84,11 +86,33 @@ def _build(cls, values: dict, where: str):
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"unknown config key{'s' if len(unknown) > 1 else ''}: {', '.join(where + k for k in unknown)}")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
         sub = {"data": DataConfig, "optim": OptimConfig}.get(name) if cls is TrainConfig else None
-        kwargs[name] = _build(sub, value, f"{where}{name}.") if sub else value
+        kwargs[name] = _build(sub, value, f"{where}{name}.") if sub else _check_type(value, hints[name], where + name)
     return cls(**kwargs)
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    """Scalars must have their field's type. YAML reads ``1e-3`` (no dot) as a string: numbers in strings become floats."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    for kind, name in ((float, "a number"), (int, "an integer"), (bool, "true or false"), (str, "a string")):
+        if kind not in options:
+            continue
+        if kind is float and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+            return value
+        raise ValueError(f"{key}: expected {name}{' or null' if type(None) in options else ''}, got {value!r}")
+    return value  # lists, dicts, Any: checked where they are used
 
 
 def _parse_value(text: str) -> Any:
