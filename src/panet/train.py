@@ -386,7 +386,7 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
         if config.data.val and not reference_path.exists():
             reference = validation_reference(config, model.colors)
             if reference is not None:
-                reference_path.write_text(json.dumps(reference) + "\n")
+                atomic_write(reference_path, lambda tmp: Path(tmp).write_text(json.dumps(reference) + "\n"))
                 if not quiet:
                     print(f"validation reference: {reference['baseline']} gives {reference['psnr']:.2f} dB on the "
                           "validation images", file=sys.stderr, flush=True)
