@@ -3,6 +3,7 @@
     python benchmarks/train_step.py            # small recipes + paper PANet (batch 16, 48x48), fp32 and bf16
     python benchmarks/train_step.py --quick    # small recipes only, fp32 and bf16
     python benchmarks/train_step.py --threads 1
+    python benchmarks/train_step.py --only panet-dn-s,pa-edsr-s-x2 --precision bf16 --threads 1
 
 One training step = forward, L1 loss, backward, Adam step, on random data of the recipe's batch and patch
 size (data loading is not timed: TrainPairs serves a batch in a few ms). CPU always; CUDA too when present.
@@ -72,16 +73,25 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--only", help="comma-separated recipe names (configs/NAME.yaml) to time")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], help="time only this precision")
     args = parser.parse_args()
+    rows = recipes(args.quick)
+    if args.only:
+        wanted = args.only.split(",")
+        unknown = sorted(set(wanted) - {label for label, *_ in rows})
+        if unknown:
+            parser.error(f"unknown recipe(s) {', '.join(unknown)}; see configs/")
+        rows = [row for row in rows if row[0] in wanted]
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ", no CUDA"))
     print(f"{'recipe':<26} {'model':<14} {'patch':>5} {'batch':>5} {'device':>6} {'precision':>9} {'s/it':>8} {'it/s':>8}")
-    for label, model, patch, batch, overrides in recipes(args.quick):
+    for label, model, patch, batch, overrides in rows:
         for device in devices:
-            for precision in ("fp32", "bf16"):
+            for precision in [args.precision] if args.precision else ["fp32", "bf16"]:
                 seconds = time_steps(model, overrides, patch, batch, precision, device, args.steps)
                 print(f"{label:<26} {model:<14} {patch:>5} {batch:>5} {device:>6} {precision:>9} {seconds:>8.3f} "
                       f"{1 / seconds:>8.2f}", flush=True)

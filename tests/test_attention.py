@@ -170,6 +170,50 @@ def test_autocast_runs_the_kernel_with_bf16_products_and_fp32_scores():
         torch.testing.assert_close(a, e, rtol=0, atol=0)
 
 
+def test_bf16_keys_and_values_widen_exactly():
+    """Autocast hands the kernel bf16 keys and values: they are widened tile by tile, which must equal widening
+    them up front, and their gradients come back in bf16."""
+    torch.manual_seed(0)
+    q = torch.randn(2, 30, 18, requires_grad=True)
+    kt = torch.nn.functional.normalize(torch.randn(2, 18, 50), dim=1).bfloat16().requires_grad_(True)
+    vt = torch.randn(2, 36, 50).bfloat16().requires_grad_(True)
+    kt32, vt32 = (t.detach().float().requires_grad_(True) for t in (kt, vt))
+    grad = torch.randn(2, 30, 36)
+    for pv_dtype in (None, torch.bfloat16):
+        narrow = patch_attention(q, kt, vt, pv_dtype=pv_dtype)
+        wide = patch_attention(q, kt32, vt32, pv_dtype=pv_dtype)
+        assert narrow.dtype == torch.float32
+        torch.testing.assert_close(narrow, wide, rtol=0, atol=0)
+        g_narrow = torch.autograd.grad(narrow, (q, kt, vt), grad)
+        g_wide = torch.autograd.grad(wide, (q, kt32, vt32), grad)
+        assert [g.dtype for g in g_narrow] == [torch.float32, torch.bfloat16, torch.bfloat16]
+        torch.testing.assert_close(g_narrow[0], g_wide[0], rtol=0, atol=0)
+        for a, b in zip(g_narrow[1:], g_wide[1:]):
+            torch.testing.assert_close(a, b.bfloat16(), rtol=0, atol=0)
+
+
+def test_low_precision_backward_sums_over_query_chunks(monkeypatch):
+    """dV and dK are long GEMMs over kept bf16 tiles; above _SUM_CHUNK elements they are summed chunk by chunk."""
+    import panet.attention as attention
+
+    torch.manual_seed(0)
+    q = (torch.randn(1, 64, 18) * 0.5).requires_grad_(True)
+    kt = torch.nn.functional.normalize(torch.randn(1, 18, 40), dim=1).requires_grad_(True)
+    vt = torch.randn(1, 36, 40, requires_grad=True)
+    grad = torch.randn(1, 64, 36)
+
+    def grads():
+        out = patch_attention(q, kt, vt, pv_dtype=torch.bfloat16, query_block=8, key_block=16)
+        return torch.autograd.grad(out, (q, kt, vt), grad)
+
+    whole = grads()
+    monkeypatch.setattr(attention, "_SUM_CHUNK", 16 * 8)  # one query block per chunk: 8 chunks
+    chunked = grads()
+    torch.testing.assert_close(chunked[0], whole[0], rtol=0, atol=0)  # dQ does not depend on the chunking
+    for a, b in zip(chunked[1:], whole[1:]):
+        assert 0 < ((a - b).norm() / b.norm()).item() < 1e-2  # bf16 rounding of partial sums, not another gradient
+
+
 def test_fast_mode_bf16_weighted_sum_is_close():
     block = make_block(16, 2, sharpen=2.0)
     fast = make_block(16, 2, fast=True)

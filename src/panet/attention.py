@@ -117,7 +117,7 @@ def _soft_forward(qs: Tensor, kt: Tensor, vt: Tensor, qb: int, kb: int, pv_dtype
     for k0 in range(0, n_keys, kb):
         k1 = min(k0 + kb, n_keys)
         score = _Gemm(torch.cat([kt[:, k0:k1].t(), ones[: k1 - k0]], 1), qb, onednn)
-        v_tile = vt[:, k0:k1].to(pv_dtype) if low_precision else vt[:, k0:k1]
+        v_tile = vt[:, k0:k1].to(pv_dtype if low_precision else qs.dtype)
         value = _Gemm(v_tile, qb, onednn and (not low_precision or pv_dtype == torch.bfloat16))
         for q0 in range(0, n, qb):
             q1 = min(q0 + qb, n)
@@ -153,7 +153,8 @@ def _row_max(qs: Tensor, kt: Tensor, qb: int, kb: int) -> Tensor:
     for k0 in range(0, kt.shape[1], kb):
         for q0 in range(0, qs.shape[0], qb):
             q1 = min(q0 + qb, qs.shape[0])
-            torch.maximum(best[q0:q1], torch.mm(qs[q0:q1], kt[:, k0 : k0 + kb]).amax(1), out=best[q0:q1])
+            k_tile = kt[:, k0 : k0 + kb].to(qs.dtype)
+            torch.maximum(best[q0:q1], torch.mm(qs[q0:q1], k_tile).amax(1), out=best[q0:q1])
     return best
 
 
@@ -167,31 +168,41 @@ def _hard_forward(qs: Tensor, kt: Tensor, vt: Tensor, qb: int, kb: int) -> tuple
         k1 = min(k0 + kb, kt.shape[1])
         for q0 in range(0, qs.shape[0], qb):
             q1 = min(q0 + qb, qs.shape[0])
-            out[q0:q1].addmm_(_hard_hits(qs[q0:q1], kt[:, k0:k1], best[q0:q1]), vt[:, k0:k1].t())
+            out[q0:q1].addmm_(_hard_hits(qs[q0:q1], kt[:, k0:k1], best[q0:q1]), vt[:, k0:k1].t().to(qs.dtype))
     return out, best
 
 
 def _hard_hits(qs: Tensor, kt_tile: Tensor, best: Tensor) -> Tensor:
-    return (torch.mm(qs, kt_tile) >= best[:, None]).to(qs.dtype)
+    return (torch.mm(qs, kt_tile.to(qs.dtype)) >= best[:, None]).to(qs.dtype)
 
 
 class _PatchAttention(torch.autograd.Function):
+    """Keys and values may be narrower than the queries (bf16 from autocast convolutions): they are widened tile by
+    tile, exactly, instead of as whole (B, C*9, L) copies; their gradients are accumulated in the queries' dtype and
+    returned in their own."""
+
     @staticmethod
     def forward(ctx, q, kt, vt, softmax_scale, hard, qb, kb, pv_dtype):
         qs = q * softmax_scale
+        # Even query blocks (576 queries: 2 x 288, not 512 + 64): a thin last block runs its GEMMs far below peak.
+        n = q.shape[1]
+        qb = -(-n // -(-n // qb)) if n else qb
+        low = pv_dtype if pv_dtype is not None and pv_dtype != q.dtype and not hard else None
+        # The values only ever enter low-precision products: convert them once, and keep the narrow copy.
+        v_used = vt.to(low) if low is not None else vt
         outs, stats = [], []
         for b in range(q.shape[0]):
             if hard:
-                o, s = _hard_forward(qs[b], kt[b], vt[b], qb, kb)
+                o, s = _hard_forward(qs[b], kt[b], v_used[b], qb, kb)
             else:
-                o, s = _soft_forward(qs[b], kt[b], vt[b], qb, kb, pv_dtype)
+                o, s = _soft_forward(qs[b], kt[b], v_used[b], qb, kb, pv_dtype)
             outs.append(o)
             stats.append(s)
         out = torch.stack(outs) if outs else q.new_zeros(0, q.shape[1], vt.shape[1])
         stat = torch.stack(stats) if stats else q.new_zeros(0, q.shape[1])
-        ctx.save_for_backward(qs, kt, vt, out, stat)
+        ctx.save_for_backward(qs, kt, v_used, out, stat)
         ctx.softmax_scale, ctx.hard, ctx.qb, ctx.kb = softmax_scale, hard, qb, kb
-        ctx.low_dtype = pv_dtype if pv_dtype is not None and pv_dtype != q.dtype else None
+        ctx.low_dtype, ctx.value_dtype = low, vt.dtype
         return out
 
     @staticmethod
@@ -200,22 +211,28 @@ class _PatchAttention(torch.autograd.Function):
         qb, kb, hard = ctx.qb, ctx.kb, ctx.hard
         grad_out = grad_out.contiguous()
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
-        dvt = torch.zeros_like(vt)
+        dvt = torch.empty(vt.shape, dtype=ctx.value_dtype, device=vt.device)
         dq = dkt = None
         if hard:
             for b in range(qs.shape[0]):
-                _hard_backward(qs[b], kt[b], stat[b], grad_out[b], dvt[b], qb, kb)
+                dv = qs.new_zeros(vt.shape[1:])
+                _hard_backward(qs[b], kt[b], stat[b], grad_out[b], dv, qb, kb)
+                dvt[b] = dv
         else:
-            dq, dkt = torch.zeros_like(qs), torch.zeros_like(kt)
+            dq, dkt = torch.zeros_like(qs), torch.empty_like(kt)
             # D_i = sum_l P_il dP_il = dO_i . O_i (the flash-attention identity)
             delta = (grad_out * out).sum(-1)
             for b in range(qs.shape[0]):
+                # every key column of dkt[b] and dvt[b] is written exactly once (sums stay in the compute dtype)
                 _soft_backward(qs[b], kt[b], vt[b], stat[b], grad_out[b], delta[b], dq[b], dkt[b], dvt[b], qb, kb,
                                ctx.low_dtype)
             dq.mul_(ctx.softmax_scale)
         return (
             dq if need_q else None, dkt if need_k else None, dvt if need_v else None, None, None, None, None, None
         )
+
+
+_SUM_CHUNK = 1 << 22  # elements of the kept low-precision P (and dS) tiles in _soft_backward_low: 8 MB each in bf16
 
 
 def _soft_backward(qs, kt, vt, lse, g, delta, dq, dkt, dvt, qb: int, kb: int, low_dtype=None) -> None:
@@ -239,9 +256,9 @@ def _soft_backward(qs, kt, vt, lse, g, delta, dq, dkt, dvt, qb: int, kb: int, lo
         k_tile = kt[:, k0:k1]
         log_p = _Gemm(torch.cat([k_tile.t(), ones[: k1 - k0]], 1), qb, onednn)
         dp_minus_d = _Gemm(torch.cat([vt[:, k0:k1].t(), ones[: k1 - k0]], 1), qb, onednn)
-        to_dq = _Gemm(k_tile, qb, onednn)
-        dv_tile = vt.new_zeros(vt.shape[0], k1 - k0)
-        dk_tile = kt.new_zeros(kt.shape[0], k1 - k0)
+        to_dq = _Gemm(k_tile.to(qs.dtype), qb, onednn)
+        dv_tile = qs.new_zeros(vt.shape[0], k1 - k0)
+        dk_tile = qs.new_zeros(kt.shape[0], k1 - k0)
         for q0 in range(0, n, qb):
             q1 = min(q0 + qb, n)
             p = log_p(qa[q0:q1]).exp_()
@@ -255,27 +272,46 @@ def _soft_backward(qs, kt, vt, lse, g, delta, dq, dkt, dvt, qb: int, kb: int, lo
 
 def _soft_backward_low(qs, kt, vt, lse, g, delta, dq, dkt, dvt, qb: int, kb: int, low) -> None:
     """_soft_backward with dV, dP, dQ and dK as ``low``-precision GEMMs (about 2x faster in bf16 on a CPU with
-    bf16 units); the exponent of each recomputed score still comes from a full-precision GEMM."""
+    bf16 units); the exponent of each recomputed score still comes from a full-precision GEMM.
+
+    dV and dK sum over queries: the low-precision P and dS tiles of up to ``_SUM_CHUNK`` elements are kept so
+    that each is one long GEMM (accumulating in fp32 inside, rounding once) instead of one per query block.
+    """
     n, n_keys = qs.shape[0], kt.shape[1]
     onednn = _onednn_available(qs)
     qa = torch.cat([qs, -lse[:, None]], 1)  # [qs, -lse] . [k, 1] = log P
     g_low = g.to(low)
     g_low_t, qs_low_t = g_low.t(), qs.t().to(low)
     ones = qs.new_ones(min(kb, n_keys), 1)
+    chunk = max(qb, _SUM_CHUNK // min(kb, n_keys) // qb * qb)
     for k0 in range(0, n_keys, kb):
         k1 = min(k0 + kb, n_keys)
         log_p = _Gemm(torch.cat([kt[:, k0:k1].t(), ones[: k1 - k0]], 1), qb, onednn)
         v_low = vt[:, k0:k1].to(low)
         k_low_t = kt[:, k0:k1].t().to(low)
-        for q0 in range(0, n, qb):
-            q1 = min(q0 + qb, n)
-            p = log_p(qa[q0:q1]).exp_()
-            p_low = p.to(low)
-            dvt[:, k0:k1] += torch.mm(g_low_t[:, q0:q1], p_low)
-            dp = torch.mm(g_low[q0:q1], v_low).to(qs.dtype).sub_(delta[q0:q1, None])  # dP - D, D in full precision
-            ds_low = p.mul_(dp).to(low)
-            dq[q0:q1] += torch.mm(ds_low, k_low_t)
-            dkt[:, k0:k1] += torch.mm(qs_low_t[:, q0:q1], ds_low)
+        dv_sum = dk_sum = None
+        for c0 in range(0, n, chunk):
+            c1 = min(c0 + chunk, n)
+            p_low = torch.empty(c1 - c0, k1 - k0, dtype=low, device=qs.device)
+            ds_low = torch.empty_like(p_low)
+            for q0 in range(c0, c1, qb):
+                q1 = min(q0 + qb, c1)
+                p = log_p(qa[q0:q1]).exp_()
+                p_low[q0 - c0 : q1 - c0] = p
+                dp = torch.mm(g_low[q0:q1], v_low).to(qs.dtype).sub_(delta[q0:q1, None])  # dP - D, D in full precision
+                torch.mul(p, dp, out=ds_low[q0 - c0 : q1 - c0])
+                dq[q0:q1] += torch.mm(ds_low[q0 - c0 : q1 - c0], k_low_t)
+            dv = torch.mm(g_low_t[:, c0:c1], p_low)
+            dk = torch.mm(qs_low_t[:, c0:c1], ds_low)
+            if c1 == n and c0 == 0:
+                dv_sum, dk_sum = dv, dk
+            elif dv_sum is None:
+                dv_sum, dk_sum = dv.to(qs.dtype), dk.to(qs.dtype)
+            else:
+                dv_sum += dv
+                dk_sum += dk
+        dvt[:, k0:k1] = dv_sum
+        dkt[:, k0:k1] = dk_sum
 
 
 def _hard_backward(qs, kt, best, g, dvt, qb: int, kb: int) -> None:
@@ -290,6 +326,10 @@ def _hard_backward(qs, kt, best, g, dvt, qb: int, kb: int) -> None:
 @torch.compiler.disable
 def _patch_attention_kernel(q, kt, vt, softmax_scale, hard, qb, kb, pv_dtype):
     return _PatchAttention.apply(q, kt, vt, softmax_scale, hard, qb, kb, pv_dtype)
+
+
+def _widens_exactly(src: torch.dtype, dst: torch.dtype) -> bool:
+    return dst == torch.float32 and src in (torch.bfloat16, torch.float16)
 
 
 def patch_attention(
@@ -342,13 +382,41 @@ def patch_attention(
     if not dtype.is_floating_point:
         raise TypeError(f"patch_attention needs floating-point inputs, got {dtype}")
     with torch.autocast(queries.device.type, enabled=False):
-        q, kt, vt = (t.to(dtype).contiguous() for t in (queries, keys_t, values_t))
+        # bf16/fp16 keys and values (autocast convolutions) widen to fp32 exactly: the kernel does it tile by tile
+        q, kt, vt = (t.to(dtype).contiguous() if t is queries or not _widens_exactly(t.dtype, dtype) else t.contiguous()
+                     for t in (queries, keys_t, values_t))
         return _patch_attention_kernel(q, kt, vt, float(softmax_scale), bool(hard), int(query_block), int(key_block), pv_dtype)
 
 
 # --------------------------------------------------------------------------
 # The block
 # --------------------------------------------------------------------------
+
+def _pyramid_keys_values(x: Tensor, sizes, embed_key, embed_value) -> tuple[Tensor, Tensor]:
+    """Unfolded keys and values of all levels, (B, C*9, L) each."""
+    levels = (_resize(x, size) for size in sizes)
+    if torch.is_grad_enabled():
+        # Training: one cat. Slice-assigning into a buffer would make autograd clone the whole
+        # (B, C*9, L) gradient once per level in the backward pass.
+        pairs = [(F.unfold(embed_key(level), PATCH, padding=1), F.unfold(embed_value(level), PATCH, padding=1))
+                 for level in levels]
+        return torch.cat([k for k, _ in pairs], 2), torch.cat([v for _, v in pairs], 2)
+    # Inference: straight into one buffer each (a list + cat would hold both copies at once).
+    n_keys = sum(hl * wl for hl, wl in sizes)
+    keys_t = values_t = None
+    start = 0
+    for level in levels:
+        k_level = F.unfold(embed_key(level), PATCH, padding=1)
+        v_level = F.unfold(embed_value(level), PATCH, padding=1)
+        if keys_t is None:
+            keys_t = k_level.new_empty(x.shape[0], k_level.shape[1], n_keys)
+            values_t = v_level.new_empty(x.shape[0], v_level.shape[1], n_keys)
+        keys_t[:, :, start : start + k_level.shape[2]] = k_level
+        values_t[:, :, start : start + v_level.shape[2]] = v_level
+        start += k_level.shape[2]
+        del k_level, v_level
+    return keys_t, values_t
+
 
 def pyramid_attention(
     x: Tensor,
@@ -381,22 +449,7 @@ def pyramid_attention(
     if b == 0:
         return x * res_scale
     queries = F.unfold(embed_query(x), PATCH, padding=1).transpose(1, 2)
-    # Unfolded keys and values of all levels go straight into one buffer each
-    # (no list + cat: that would hold both copies at once).
-    n_keys = sum(hl * wl for hl, wl in sizes)
-    keys_t = values_t = None
-    start = 0
-    for size in sizes:
-        level = _resize(x, size)
-        k_level = F.unfold(embed_key(level), PATCH, padding=1)
-        v_level = F.unfold(embed_value(level), PATCH, padding=1)
-        if keys_t is None:
-            keys_t = k_level.new_empty(b, k_level.shape[1], n_keys)
-            values_t = v_level.new_empty(b, v_level.shape[1], n_keys)
-        keys_t[:, :, start : start + k_level.shape[2]] = k_level
-        values_t[:, :, start : start + v_level.shape[2]] = v_level
-        start += k_level.shape[2]
-        del k_level, v_level
+    keys_t, values_t = _pyramid_keys_values(x, sizes, embed_key, embed_value)
     norm = keys_t.norm(dim=1, keepdim=True).clamp_min(norm_eps)
     if torch.is_grad_enabled() and keys_t.requires_grad:
         keys_t = keys_t / norm
