@@ -81,6 +81,22 @@ def test_eval_cli_baseline_and_random_network_json(tmp_path, folder, capsys):
     assert main(["eval", "--task", "car", "--quality", "10", "--baseline", "identity", "--data", str(empty)]) == 2
 
 
+def test_eval_takes_task_and_scale_from_the_weights(tmp_path, folder, capsys):
+    from panet import create_model, save_weights
+
+    weights = tmp_path / "x2.safetensors"
+    save_weights(create_model("pa-edsr-s-x2", features=8, blocks=1), weights, metadata={"task": "sr", "level": "2"})
+    data = ["--data", str(folder), "--tiling", "none", "--quiet", "--means-only"]
+    assert main(["eval", "--weights", str(weights), *data]) == 0
+    assert "task sr, level 2" in capsys.readouterr().out
+    assert main(["eval", "--task", "denoise", "--sigma", "10", "--weights", str(weights), *data]) == 2
+    assert "holds sr weights, not denoise" in capsys.readouterr().err
+    bare = tmp_path / "bare.safetensors"
+    save_weights(create_model("panet-dn-s", features=8, blocks=1), bare)
+    assert main(["eval", "--weights", str(bare), *data]) == 2
+    assert "does not record its task" in capsys.readouterr().err
+
+
 def test_paper_rows_reproduced_by_identity_baselines():
     """The degraded inputs themselves give the paper's JPEG and mosaiced rows (Tables 2 and 3)."""
     from panet.evaluate import evaluate_set, summarize

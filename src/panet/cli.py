@@ -277,10 +277,14 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from .data import EvalPairs, find_images, find_set
     from .evaluate import evaluate_set, format_table, network_restorer, write_results
 
-    level = _task_level(args)
     sources = [x for x in (args.model, args.weights, args.baseline) if x]
     if len(sources) != 1:
         raise CliError("give exactly one of --model, --weights, --baseline")
+    if args.weights:
+        _eval_task_from_weights(args)
+    if args.task is None:
+        raise CliError("give --task (sr, denoise, car, demosaic)")
+    level = _task_level(args)
     folders: list[tuple[str, Path]] = []
     for name in (args.sets or "").split(","):
         if name.strip():
@@ -316,6 +320,22 @@ def _cmd_eval(args: argparse.Namespace) -> None:
             write_results(out, results, meta)
 
 
+def _eval_task_from_weights(args: argparse.Namespace) -> None:
+    """--task (and an SR scale) default to what the weights record; a different --task is an error."""
+    from .pretrained import weights_task
+
+    task, level = weights_task(args.weights)
+    if task is None:
+        if args.task is None:
+            raise CliError(f"{args.weights} does not record its task; give --task (sr, denoise, car, demosaic)")
+        return
+    if args.task is not None and args.task != task:
+        raise CliError(f"{args.weights} holds {task} weights, not {args.task}")
+    args.task = task
+    if task == "sr" and args.scale is None and isinstance(level, (int, float)):
+        args.scale = int(level)
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     from .train import load_config, train
 
@@ -344,7 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("eval", help="PSNR / SSIM on benchmark sets with the paper's protocol")
-    p.add_argument("--task", required=True, choices=["sr", "denoise", "car", "demosaic"])
+    p.add_argument("--task", choices=["sr", "denoise", "car", "demosaic"],
+                   help="required unless --weights records it (weights written by panet do)")
     p.add_argument("--scale", type=int, help="SR scale (2, 3, 4)")
     p.add_argument("--sigma", type=float, help="noise sigma on the 0-255 scale")
     p.add_argument("--quality", type=int, help="JPEG quality")
