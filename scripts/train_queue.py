@@ -3,9 +3,17 @@
     nohup python scripts/train_queue.py --core 0 pa-edsr-s-x2 pa-edsr-s-x3 pa-edsr-s-x4 > runs/queue0.log 2>&1 &
     nohup python scripts/train_queue.py --core 1 panet-dn-s panet-dn-gray-s panet-car-s panet-demosaic-s > runs/queue1.log 2>&1 &
 
+    # or one shared list, one worker per core: each takes the first recipe nobody is training
+    nohup python scripts/train_queue.py --core 0 pa-edsr-s-x2 panet-dn-s pa-edsr-s-x3 ... > runs/queue0.log 2>&1 &
+    nohup python scripts/train_queue.py --core 1 pa-edsr-s-x2 panet-dn-s pa-edsr-s-x3 ... > runs/queue1.log 2>&1 &
+
 A session on a 2-core machine ends after a few hours and kills its processes; rerunning the same command resumes
 where the checkpoints stopped (a finished run is skipped). Each recipe runs as `panet train configs/NAME.yaml
 [--resume]` with one thread pinned to --core, so two queues share the machine without slowing each other.
+
+Workers claim a recipe with a lock file in its run folder (holding the worker's pid; a dead worker's lock is
+taken over), so several workers given the same list share it out and stay busy until it is done. A recipe that
+starts from another run's checkpoint (`init: runs/X/checkpoint.pt`) waits until that run has finished.
 """
 from __future__ import annotations
 
@@ -13,33 +21,119 @@ import argparse
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LOCK = ".queue.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _claim(run_dir: Path) -> bool:
+    """Take the run's lock for this process; a lock whose process has died is taken over."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                owner = 0
+            if owner and (owner == os.getpid() or _alive(owner)):
+                return owner == os.getpid()
+            lock.unlink(missing_ok=True)  # stale: its worker is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def _locked(run_dir: Path) -> bool:
+    try:
+        return _alive(int((run_dir / LOCK).read_text().strip()))
+    except (OSError, ValueError):
+        return False
+
+
+def _finished(checkpoint: Path, iterations: int | None = None) -> bool:
+    from panet.train import _load_checkpoint
+
+    if not checkpoint.exists():
+        return False
+    state = _load_checkpoint(checkpoint)
+    return state["step"] >= (iterations if iterations is not None else state["config"]["iterations"])
 
 
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
-    from panet.train import _load_checkpoint, load_config
+    from panet.train import load_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("recipes", nargs="+", help="names of configs/*.yaml")
+    parser.add_argument("recipes", nargs="+", help="names of configs/*.yaml, in order of priority")
     parser.add_argument("--core", type=int, help="pin to this CPU core (Linux)")
     parser.add_argument("--data-root", default=os.environ.get("PANET_DATA", str(ROOT.parent / "shared" / "data")))
+    parser.add_argument("--root", type=Path, default=ROOT, help="project folder with configs/ (default: this repository)")
+    parser.add_argument("--poll", type=float, default=60.0, help="seconds between looks while every recipe left is busy")
     args = parser.parse_args()
+    root = args.root.resolve()
     if args.core is not None:
         os.sched_setaffinity(0, {args.core})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PANET_DATA": args.data_root}
+    configs = {}
     for name in args.recipes:
-        path = ROOT / "configs" / f"{name}.yaml"
-        config = load_config(path)
-        checkpoint = ROOT / config.out_dir / "checkpoint.pt"
-        if checkpoint.exists() and _load_checkpoint(checkpoint)["step"] >= config.iterations:
-            print(f"{name}: finished ({config.iterations} iterations)", flush=True)
-            continue
-        cmd = [sys.executable, "-m", "panet", "train", str(path.relative_to(ROOT))] + (["--resume"] if checkpoint.exists() else [])
-        print(" ".join(cmd), flush=True)
-        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+        path = root / "configs" / f"{name}.yaml"
+        if not path.is_file():
+            sys.exit(f"train_queue: no recipe {path}")
+        configs[name] = (path, load_config(path))
+    announced: set[str] = set()
+    while True:
+        waiting = []
+        for name, (path, config) in configs.items():
+            run_dir = root / config.out_dir
+            checkpoint = run_dir / "checkpoint.pt"
+            if _finished(checkpoint, config.iterations):
+                if name not in announced:
+                    print(f"{name}: finished ({config.iterations} iterations)", flush=True)
+                    announced.add(name)
+                continue
+            init = root / config.init if config.init else None
+            if init is not None and init.name == "checkpoint.pt" and not checkpoint.exists() and not _finished(init):
+                producer = [n for n, (_, c) in configs.items() if (root / c.out_dir) == init.parent]
+                if not producer and not _locked(init.parent):
+                    sys.exit(f"train_queue: {name} starts from {config.init}, which is unfinished and not in this "
+                             f"queue; add its recipe to the list")
+                waiting.append(f"{name} (waits for {init.parent.name})")
+                continue
+            if not _claim(run_dir):
+                waiting.append(f"{name} (another worker trains it)")
+                continue
+            try:
+                cmd = [sys.executable, "-m", "panet", "train", str(path.relative_to(root))]
+                cmd += ["--resume"] if checkpoint.exists() else []
+                print(" ".join(cmd), flush=True)
+                if subprocess.run(cmd, cwd=root, env=env).returncode:
+                    sys.exit(f"train_queue: {name} failed (see above); the queue stops")
+            finally:
+                (run_dir / LOCK).unlink(missing_ok=True)
+            break  # rescan from the top: earlier recipes may have become runnable
+        else:
+            if not waiting:
+                print("queue done", flush=True)
+                return
+            print(f"nothing to take now: {', '.join(waiting)}; looking again in {args.poll:g} s", flush=True)
+            time.sleep(args.poll)
 
 
 if __name__ == "__main__":

@@ -52,3 +52,47 @@ def test_gallery_writes_one_sheet_per_weights(fake_shipped, tmp_path, monkeypatc
     gallery.main()
     assert sorted(p.name for p in out.iterdir()) == ["tiny-x4.png"]
     assert "![tiny-x4](gallery/tiny-x4.png)" in (out.parent / "gallery.md").read_text()
+
+
+def test_train_queue_workers_share_one_list_and_wait_for_init_runs(tmp_path):
+    """Two workers given the same list train each recipe once; x3-style recipes wait for the run they start from;
+    a lock left by a dead worker is taken over."""
+    import subprocess
+
+    import numpy as np
+
+    from panet.images import write_image
+
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_image(tmp_path / "gt" / f"{i}.png", rng.integers(0, 256, (30, 30, 3), dtype=np.uint8))
+    (tmp_path / "configs").mkdir()
+    common = ("task: denoise\nmodel: panet-dn-s\nmodel_overrides: {blocks: 1, features: 8}\n"
+              f"data: {{train: ['{tmp_path / 'gt'}'], val: ['{tmp_path / 'gt'}'], level: [10, 30], patch_size: 12, "
+              "val_images: 1}\niterations: 2\nbatch_size: 2\nval_every: 10\ncheckpoint_every: 1\nlog_every: 1\n")
+    (tmp_path / "configs" / "a.yaml").write_text(common + "out_dir: runs/a\n")
+    (tmp_path / "configs" / "b.yaml").write_text(common + "out_dir: runs/b\ninit: runs/a/checkpoint.pt\n")
+    (tmp_path / "configs" / "c.yaml").write_text(common + "out_dir: runs/c\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "runs" / "c").mkdir(parents=True)
+    (tmp_path / "runs" / "c" / ".queue.lock").write_text(str(dead.pid))
+    cmd = [sys.executable, str(ROOT / "scripts" / "train_queue.py"), "a", "b", "c", "--root", str(tmp_path), "--poll", "0.2"]
+    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    logs = [w.communicate(timeout=300)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], logs
+    joined = "\n".join(logs)
+    for name in "abc":
+        assert joined.count(f"train configs/{name}.yaml") == 1, joined  # trained once, by one of the workers
+        state = torch.load(tmp_path / "runs" / name / "checkpoint.pt", weights_only=True)
+        assert state["step"] == 2
+        assert not (tmp_path / "runs" / name / ".queue.lock").exists()
+    runs = tmp_path / "runs"
+    assert (runs / "b" / "config.json").stat().st_mtime >= (runs / "a" / "checkpoint.pt").stat().st_mtime  # b after a
+    lone = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), "b", "--root", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert lone.returncode == 0 and "b: finished" in lone.stdout
+    (tmp_path / "configs" / "d.yaml").write_text(common + "out_dir: runs/d\ninit: runs/nowhere/checkpoint.pt\n")
+    orphan = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), "d", "--root", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert orphan.returncode == 1 and "unfinished and not in this queue" in orphan.stderr
