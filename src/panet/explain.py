@@ -26,6 +26,10 @@ import torch.nn.functional as F
 from .attention import PATCH, pyramid_scales, pyramid_sizes, _resize
 
 
+class _BlockInputCaptured(Exception):
+    pass
+
+
 @dataclass
 class PixelAttention:
     shares: list[float]  # attention mass per level (scale 1.0, 0.9, ...)
@@ -48,10 +52,17 @@ def attention_for_pixel(model, image: np.ndarray, *, y: int, x: int, window: int
     top, left = max(0, min(y - window // 2, h - window)), max(0, min(x - window // 2, w - window))
     crop = image[top : top + window, left : left + window]
     captured: dict[str, torch.Tensor] = {}
-    hook = block.register_forward_pre_hook(lambda module, args: captured.setdefault("x", args[0].detach()))
+
+    def capture(module, args):
+        captured["x"] = args[0].detach()
+        raise _BlockInputCaptured  # the rest of the network (the attention itself included) is not needed
+
+    hook = block.register_forward_pre_hook(capture)
     try:
         with torch.no_grad():
             model.eval()(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float())
+    except _BlockInputCaptured:
+        pass
     finally:
         hook.remove()
     feats = captured["x"]
