@@ -79,10 +79,18 @@ def main() -> None:
             y0 = height - pad - r["mean"][li] / top * (height - 2 * pad)
             draw.rectangle([x0, y0, x0 + bar - 2, height - pad], fill=colours[si % len(colours)])
         draw.text((pad + li * group, height - pad + 6), f"scale {scale:.1f}", fill=(0, 0, 0))
+        yu = height - pad - uniform[li] / top * (height - 2 * pad)  # what evenly spread attention would give
+        draw.line([pad + li * group - 2, yu, pad + li * group + len(rows) * bar, yu], fill=(0, 0, 0), width=2)
+    for tick in np.arange(0.0, top, 0.1):
+        yt = height - pad - tick / top * (height - 2 * pad)
+        draw.line([pad - 4, yt, pad - 1, yt], fill=(0, 0, 0))
+        draw.text((4, yt - 6), f"{100 * tick:.0f}%", fill=(0, 0, 0))
     for si, sigma in enumerate(rows):
         draw.rectangle([pad + si * 90, 8, pad + si * 90 + 10, 18], fill=colours[si % len(colours)])
         draw.text((pad + si * 90 + 14, 7), f"sigma {sigma}", fill=(0, 0, 0))
-    draw.text((width - 200, 7), "share of attention mass", fill=(0, 0, 0))
+    draw.line([pad + len(rows) * 90, 13, pad + len(rows) * 90 + 12, 13], fill=(0, 0, 0), width=2)
+    draw.text((pad + len(rows) * 90 + 16, 7), "uniform", fill=(0, 0, 0))
+    draw.text((width - 170, 7), "share of attention mass", fill=(0, 0, 0))
     image.save(args.png)
     print(f"wrote {args.json} and {args.png}")
 
