@@ -11,13 +11,14 @@ A session on a 2-core machine ends after a few hours and kills its processes; re
 where the checkpoints stopped (a finished run is skipped). Each recipe runs as `panet train configs/NAME.yaml
 [--resume]` with one thread pinned to --core, so two queues share the machine without slowing each other.
 
-Workers claim a recipe with a lock file in its run folder (holding the worker's pid; a dead worker's lock is
-taken over), so several workers given the same list share it out and stay busy until it is done. A recipe that
+Workers claim a recipe with an flock on `.queue.lock` in its run folder (the kernel releases it when the worker
+dies, so nothing stale survives a killed session), so several workers given the same list share it out and stay busy until it is done. A recipe that
 starts from another run's checkpoint (`init: runs/X/checkpoint.pt`) waits until that run has finished.
 """
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import subprocess
 import sys
@@ -28,43 +29,31 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCK = ".queue.lock"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _claim(run_dir: Path) -> bool:
-    """Take the run's lock for this process; a lock whose process has died is taken over."""
+def _claim(run_dir: Path):
+    """An open, exclusively flock-ed lock file in the run folder, or None when another worker holds it.
+    The kernel drops the lock when its worker dies, so a killed session leaves nothing stale behind."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                owner = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                owner = 0
-            if owner and (owner == os.getpid() or _alive(owner)):
-                return owner == os.getpid()
-            lock.unlink(missing_ok=True)  # stale: its worker is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-    return False
+    handle = open(run_dir / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _locked(run_dir: Path) -> bool:
-    try:
-        return _alive(int((run_dir / LOCK).read_text().strip()))
-    except (OSError, ValueError):
+    """Whether a live worker (or the training it started) holds the run's lock."""
+    if not (run_dir / LOCK).exists():
         return False
+    handle = _claim(run_dir)
+    if handle is None:
+        return True
+    handle.close()
+    return False
 
 
 def _finished(checkpoint: Path, iterations: int | None = None) -> bool:
@@ -116,17 +105,19 @@ def main() -> None:
                              f"queue; add its recipe to the list")
                 waiting.append(f"{name} (waits for {init.parent.name})")
                 continue
-            if not _claim(run_dir):
+            lock = _claim(run_dir)
+            if lock is None:
                 waiting.append(f"{name} (another worker trains it)")
                 continue
             try:
                 cmd = [sys.executable, "-m", "panet", "train", str(path.relative_to(root))]
                 cmd += ["--resume"] if checkpoint.exists() else []
                 print(" ".join(cmd), flush=True)
-                if subprocess.run(cmd, cwd=root, env=env).returncode:
+                # the training inherits the lock: a worker killed alone does not free a run that still trains
+                if subprocess.run(cmd, cwd=root, env=env, pass_fds=[lock.fileno()]).returncode:
                     sys.exit(f"train_queue: {name} failed (see above); the queue stops")
             finally:
-                (run_dir / LOCK).unlink(missing_ok=True)
+                lock.close()
             break  # rescan from the top: earlier recipes may have become runnable
         else:
             if not waiting:

@@ -56,7 +56,7 @@ def test_gallery_writes_one_sheet_per_weights(fake_shipped, tmp_path, monkeypatc
 
 def test_train_queue_workers_share_one_list_and_wait_for_init_runs(tmp_path):
     """Two workers given the same list train each recipe once; x3-style recipes wait for the run they start from;
-    a lock left by a dead worker is taken over."""
+    a lock file left by a dead worker does not block."""
     import subprocess
 
     import numpy as np
@@ -86,7 +86,6 @@ def test_train_queue_workers_share_one_list_and_wait_for_init_runs(tmp_path):
         assert joined.count(f"train configs/{name}.yaml") == 1, joined  # trained once, by one of the workers
         state = torch.load(tmp_path / "runs" / name / "checkpoint.pt", weights_only=True)
         assert state["step"] == 2
-        assert not (tmp_path / "runs" / name / ".queue.lock").exists()
     runs = tmp_path / "runs"
     assert (runs / "b" / "config.json").stat().st_mtime >= (runs / "a" / "checkpoint.pt").stat().st_mtime  # b after a
     lone = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), "b", "--root", str(tmp_path)],
