@@ -29,19 +29,26 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCK = ".queue.lock"
 
 
-def _claim(run_dir: Path):
-    """An open, exclusively flock-ed lock file in the run folder, or None when another worker holds it.
-    The kernel drops the lock when its worker dies, so a killed session leaves nothing stale behind."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _try_lock(run_dir: Path):
+    """The run's lock file, open and exclusively flock-ed, or None when another process holds it.
+    The kernel drops the lock when its holders die, so a killed session leaves nothing stale behind."""
     handle = open(run_dir / LOCK, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         return None
-    handle.truncate(0)
-    handle.write(str(os.getpid()))
-    handle.flush()
+    return handle
+
+
+def _claim(run_dir: Path):
+    """Lock the run for this worker (its pid in the file, for people reading it), or None when it is taken."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = _try_lock(run_dir)
+    if handle is not None:
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
     return handle
 
 
@@ -49,7 +56,7 @@ def _locked(run_dir: Path) -> bool:
     """Whether a live worker (or the training it started) holds the run's lock."""
     if not (run_dir / LOCK).exists():
         return False
-    handle = _claim(run_dir)
+    handle = _try_lock(run_dir)
     if handle is None:
         return True
     handle.close()
@@ -99,8 +106,8 @@ def main() -> None:
                 continue
             init = root / config.init if config.init else None
             if init is not None and init.name == "checkpoint.pt" and not checkpoint.exists() and not _finished(init):
-                producer = [n for n, (_, c) in configs.items() if (root / c.out_dir) == init.parent]
-                if not producer and not _locked(init.parent):
+                in_queue = any(root / c.out_dir == init.parent for _, c in configs.values())
+                if not in_queue and not _locked(init.parent):
                     sys.exit(f"train_queue: {name} starts from {config.init}, which is unfinished and not in this "
                              f"queue; add its recipe to the list")
                 waiting.append(f"{name} (waits for {init.parent.name})")

@@ -136,14 +136,19 @@ def test_autocast_bf16_parity():
     torch.testing.assert_close(out, ref, rtol=0, atol=0.05 * ref.abs().max().item())
 
 
+def attention_inputs(batch, queries, dk, keys, dv, *, query_scale=1.0):
+    """Seeded (q, kt, vt, output gradient) for patch_attention, all requiring gradients."""
+    torch.manual_seed(0)
+    q = (torch.randn(batch, queries, dk) * query_scale).requires_grad_(True)
+    kt = torch.nn.functional.normalize(torch.randn(batch, dk, keys), dim=1).requires_grad_(True)
+    vt = torch.randn(batch, dv, keys, requires_grad=True)
+    return q, kt, vt, torch.randn(batch, queries, dv)
+
+
 @pytest.mark.parametrize("blocks", [(512, 2048), (7, 13)])
 def test_low_precision_backward_is_close_to_exact(blocks):
     """Under bf16 autocast (or fast=True) the backward's products other than the scores run in bf16."""
-    torch.manual_seed(0)
-    q = (torch.randn(2, 40, 18) * 0.5).requires_grad_(True)
-    kt = torch.nn.functional.normalize(torch.randn(2, 18, 70), dim=1).requires_grad_(True)
-    vt = torch.randn(2, 36, 70, requires_grad=True)
-    grad = torch.randn(2, 40, 36)
+    q, kt, vt, grad = attention_inputs(2, 40, 18, 70, 36, query_scale=0.5)
     grads = []
     for dtype in (None, torch.bfloat16):
         out = patch_attention(q, kt, vt, pv_dtype=dtype, query_block=blocks[0], key_block=blocks[1])
@@ -154,11 +159,7 @@ def test_low_precision_backward_is_close_to_exact(blocks):
 
 
 def test_autocast_runs_the_kernel_with_bf16_products_and_fp32_scores():
-    torch.manual_seed(0)
-    q = torch.randn(1, 30, 18, requires_grad=True)
-    kt = torch.nn.functional.normalize(torch.randn(1, 18, 50), dim=1).requires_grad_(True)
-    vt = torch.randn(1, 36, 50, requires_grad=True)
-    grad = torch.randn(1, 30, 36)
+    q, kt, vt, grad = attention_inputs(1, 30, 18, 50, 36)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         amp = patch_attention(q, kt, vt)
     explicit = patch_attention(q, kt, vt, pv_dtype=torch.bfloat16)
@@ -196,11 +197,7 @@ def test_low_precision_backward_sums_over_query_chunks(monkeypatch):
     """dV and dK are long GEMMs over kept bf16 tiles; above _SUM_CHUNK elements they are summed chunk by chunk."""
     import panet.attention as attention
 
-    torch.manual_seed(0)
-    q = (torch.randn(1, 64, 18) * 0.5).requires_grad_(True)
-    kt = torch.nn.functional.normalize(torch.randn(1, 18, 40), dim=1).requires_grad_(True)
-    vt = torch.randn(1, 36, 40, requires_grad=True)
-    grad = torch.randn(1, 64, 36)
+    q, kt, vt, grad = attention_inputs(1, 64, 18, 40, 36, query_scale=0.5)
 
     def grads():
         out = patch_attention(q, kt, vt, pv_dtype=torch.bfloat16, query_block=8, key_block=16)

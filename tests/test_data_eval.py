@@ -90,7 +90,7 @@ def test_eval_takes_task_and_scale_from_the_weights(tmp_path, folder, capsys):
     assert main(["eval", "--weights", str(weights), *data]) == 0
     assert "task sr, level 2" in capsys.readouterr().out
     assert main(["eval", "--task", "denoise", "--sigma", "10", "--weights", str(weights), *data]) == 2
-    assert "holds sr weights, not denoise" in capsys.readouterr().err
+    assert "are sr weights, not denoise" in capsys.readouterr().err
     bare = tmp_path / "bare.safetensors"
     save_weights(create_model("panet-dn-s", features=8, blocks=1), bare)
     assert main(["eval", "--weights", str(bare), *data]) == 2

@@ -186,7 +186,8 @@ class _PatchAttention(torch.autograd.Function):
         qs = q * softmax_scale
         # Even query blocks (576 queries: 2 x 288, not 512 + 64): a thin last block runs its GEMMs far below peak.
         n = q.shape[1]
-        qb = -(-n // -(-n // qb)) if n else qb
+        if n:
+            qb = math.ceil(n / math.ceil(n / qb))
         low = pv_dtype if pv_dtype is not None and pv_dtype != q.dtype and not hard else None
         # The values only ever enter low-precision products: convert them once, and keep the narrow copy.
         v_used = vt.to(low) if low is not None else vt
@@ -383,8 +384,8 @@ def patch_attention(
         raise TypeError(f"patch_attention needs floating-point inputs, got {dtype}")
     with torch.autocast(queries.device.type, enabled=False):
         # bf16/fp16 keys and values (autocast convolutions) widen to fp32 exactly: the kernel does it tile by tile
-        q, kt, vt = (t.to(dtype).contiguous() if t is queries or not _widens_exactly(t.dtype, dtype) else t.contiguous()
-                     for t in (queries, keys_t, values_t))
+        q = queries.to(dtype).contiguous()
+        kt, vt = (t.contiguous() if _widens_exactly(t.dtype, dtype) else t.to(dtype).contiguous() for t in (keys_t, values_t))
         return _patch_attention_kernel(q, kt, vt, float(softmax_scale), bool(hard), int(query_block), int(key_block), pv_dtype)
 
 

@@ -280,8 +280,16 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     sources = [x for x in (args.model, args.weights, args.baseline) if x]
     if len(sources) != 1:
         raise CliError("give exactly one of --model, --weights, --baseline")
+    model = None
     if args.weights:
-        _eval_task_from_weights(args)
+        from .pretrained import select_weights
+
+        # checks the weights' recorded task against --task, and supplies it when --task is absent
+        model, args.task, _ = select_weights(args.task, None, args.weights)
+        if args.task is None:
+            raise CliError(f"{args.weights} does not record its task; give --task (sr, denoise, car, demosaic)")
+        if args.task == "sr" and args.scale is None:
+            args.scale = model.scale
     if args.task is None:
         raise CliError("give --task (sr, denoise, car, demosaic)")
     level = _task_level(args)
@@ -298,7 +306,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
         restorer, colors, label = make_baseline(args.baseline, args.task, level), None, f"baseline {args.baseline}"
     else:
-        model = _load_network(args)
+        model = model or _load_network(args)
         restorer = network_restorer(model, args.task, tiling=args.tiling, tile=args.tile, overlap=args.tile_overlap)
         colors = model.colors
         label = args.model or args.weights
@@ -318,22 +326,6 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     for out in (args.json, args.csv):
         if out:
             write_results(out, results, meta)
-
-
-def _eval_task_from_weights(args: argparse.Namespace) -> None:
-    """--task (and an SR scale) default to what the weights record; a different --task is an error."""
-    from .pretrained import weights_task
-
-    task, level = weights_task(args.weights)
-    if task is None:
-        if args.task is None:
-            raise CliError(f"{args.weights} does not record its task; give --task (sr, denoise, car, demosaic)")
-        return
-    if args.task is not None and args.task != task:
-        raise CliError(f"{args.weights} holds {task} weights, not {args.task}")
-    args.task = task
-    if task == "sr" and args.scale is None and isinstance(level, (int, float)):
-        args.scale = int(level)
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
