@@ -217,3 +217,12 @@ def test_auto_tile_and_memory_estimate():
     small, large = attention_bytes(net, 64), attention_bytes(net, 128)
     assert 3 < large / small < 5  # unfolded keys and values grow with the tile's area
     assert attention_bytes(panet.create_model("pa-edsr-x2"), 128) > 3 * large  # 256 features vs 64
+
+
+def test_bundled_noisy_example_is_reproducible():
+    """examples/README.md says how the noisy example was made; the file must be exactly that."""
+    from panet.degrade import gaussian_noise, seed_for
+
+    clean = read_image(EXAMPLE)
+    bundled = read_image(ROOT / "examples" / "kodim23_crop_noisy30.png")
+    assert np.array_equal(bundled, gaussian_noise(clean, 30, seed=seed_for("kodim23_crop")))
