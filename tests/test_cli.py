@@ -226,3 +226,33 @@ def test_bundled_noisy_example_is_reproducible():
     clean = read_image(EXAMPLE)
     bundled = read_image(ROOT / "examples" / "kodim23_crop_noisy30.png")
     assert np.array_equal(bundled, gaussian_noise(clean, 30, seed=seed_for("kodim23_crop")))
+
+
+def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys):
+    """With a gray and a colour denoiser shipped, a colour photo goes to the colour one (not to the gray one channel
+    by channel, although 'dn-gray' sorts first), a gray photo to the gray one; per image within one batch."""
+    import json
+
+    from panet.images import write_image
+    from panet.weights import save_weights
+
+    torch.manual_seed(0)
+    save_weights(panet.create_model("panet-dn-s", blocks=2, features=8, attention_reduction=2),
+                 shipped / "dn-rgb.safetensors", metadata={"task": "denoise", "level": "[0, 50]"})
+    (shipped / "dn-rgb.json").write_text(json.dumps({"name": "dn-rgb", "preset": "panet-dn-s", "task": "denoise",
+                                                    "level": [0, 50]}))
+    colour = read_image(EXAMPLE)[:20, :24]
+    write_image(tmp_path / "colour.png", colour)
+    write_image(tmp_path / "gray.png", colour[:, :, :1])
+    assert main(["restore", str(tmp_path / "colour.png"), str(tmp_path / "gray.png"), "-o", str(tmp_path / "out"),
+                 "--task", "denoise"]) == 0
+    err = capsys.readouterr().err
+    assert "using shipped weights dn-rgb" in err and "using shipped weights dn-gray" in err
+    assert read_image(tmp_path / "out" / "colour.png").shape[2] == 3
+    assert read_image(tmp_path / "out" / "gray.png").shape[2] == 1
+    assert main(["restore", str(tmp_path / "colour.png"), "-o", str(tmp_path / "c.png"), "--task", "denoise"]) == 0
+    err = capsys.readouterr().err
+    assert "dn-rgb" in err and "dn-gray" not in err
+    rgb = panet.restore(colour, task="denoise")
+    assert np.array_equal(rgb, panet.restore(colour, weights="dn-rgb"))
+    assert np.array_equal(panet.restore(colour[:, :, 0], task="denoise"), panet.restore(colour[:, :, 0], weights="dn-gray"))

@@ -109,17 +109,26 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: CUDA is not available")
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
-    model, task = _restore_network(args)
-    check_run_options(task, tiling=args.tiling, ensemble=args.ensemble, precision=args.precision, device=device)
-    model = model.to(device).eval()
+    # The shipped default depends on the image (a colour photo goes to the colour denoiser, a gray one to the gray
+    # denoiser), so without --weights / --model the network is chosen per image, once per kind of image.
+    per_image = not (args.weights or args.model)
+    networks: dict[int | None, tuple] = {}
+
+    def network(colors: int | None):
+        key = colors if per_image else None
+        if key not in networks:
+            model, task = _restore_network(args, key, announce=key is not None or not per_image)
+            check_run_options(task, tiling=args.tiling, ensemble=args.ensemble, precision=args.precision, device=device)
+            tile = auto_tile(model, device) if args.tile == "auto" else _positive_int(args.tile, "--tile")
+            networks[key] = model.to(device).eval(), task, tile
+        return networks[key]
+
+    network(None)  # a bad task, level, --weights or --model fails once, before any file is read
     output = Path(args.output)
     many = len(inputs) > 1 or Path(args.inputs[0]).is_dir() or any(c in args.inputs[0] for c in "*?[")
     if many and output.exists() and not output.is_dir():
         raise CliError(f"{output} is a file; several inputs need an output folder")
     failures: list[str] = []
-    tile = auto_tile(model, device) if args.tile == "auto" else _positive_int(args.tile, "--tile")
-    run = dict(tiling=args.tiling, tile=tile, overlap=args.tile_overlap, ensemble=args.ensemble,
-               precision=args.precision)
     with tqdm(inputs, desc="restore", unit="img", disable=len(inputs) < 2 or None, file=sys.stderr) as bar:
         for path in bar:
             target = output / f"{path.stem}.png" if many else output
@@ -131,6 +140,9 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                 array, info = read_image_float(path)
                 if info.get("notice"):
                     print(f"note: {info['notice']}", file=sys.stderr)
+                model, task, tile = network(1 if array.shape[2] < 3 else 3)
+                run = dict(tiling=args.tiling, tile=tile, overlap=args.tile_overlap, ensemble=args.ensemble,
+                           precision=args.precision)
                 write_image_float(target, restore_float(model, array, task=task, device=device, **run), info)
                 tqdm.write(f"{path} -> {target}", file=sys.stdout)
             except (CliError, ValueError, FileNotFoundError, OSError) as exc:
@@ -151,9 +163,9 @@ def _positive_int(text: str, flag: str) -> int:
     return value
 
 
-def _restore_network(args: argparse.Namespace):
+def _restore_network(args: argparse.Namespace, colors: int | None = None, announce: bool = True):
     """The network for `panet restore` / `explain`: --weights NAME|FILE, a preset with --random-init, or the
-    shipped default for --task and its level."""
+    shipped default for --task and its level (for images with ``colors`` channels, when given)."""
     from .pretrained import select_weights, weights_task
 
     task = args.task
@@ -167,10 +179,10 @@ def _restore_network(args: argparse.Namespace):
         raise CliError("give --task (sr, denoise, car, demosaic) or --weights NAME|FILE")
     level = _task_level(args, required=task == "sr" and not args.weights) if task else None
     try:
-        model, task, label = select_weights(task, level, args.weights)
+        model, task, label = select_weights(task, level, args.weights, colors)
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if not args.weights:
+    if not args.weights and announce:
         print(f"using {label}", file=sys.stderr)
     elif task == "sr" and args.scale is not None and args.scale != model.scale:
         raise CliError(f"{args.weights} upscale x{model.scale}, not x{args.scale}")
@@ -245,9 +257,9 @@ def _cmd_explain(args: argparse.Namespace) -> None:
         x, y = (int(v) for v in args.at.split(","))
     except ValueError:
         raise CliError(f"--at expects X,Y in pixels, got {args.at!r}") from None
-    model, task = _restore_network(args)
     array, _ = read_image_float(args.image)
     array = array[:, :, : 3 if array.shape[2] >= 3 else 1]  # drop alpha
+    model, task = _restore_network(args, array.shape[2])
     if array.shape[2] != model.colors:
         array = array.mean(axis=2, keepdims=True) if model.colors == 1 else np.repeat(array, 3, axis=2)
     output = Path(args.output)

@@ -37,6 +37,17 @@ class ShippedWeights:
         return self.low <= level <= self.high
 
     @property
+    def colors(self) -> int | None:
+        """Image channels the network takes (1 gray, 3 colour), from its preset and the run's overrides."""
+        from .registry import get_preset
+
+        overrides = self.card.get("config", {}).get("model_overrides", {})
+        try:
+            return int(overrides.get("colors", get_preset(self.card["preset"]).config["colors"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
     def level_text(self) -> str:
         if self.low is None:
             return "-"
@@ -69,17 +80,19 @@ def list_weights(*, task: str | None = None, folder: str | os.PathLike | None = 
     return found
 
 
-def find_weights(task: str, level: float | None = None) -> ShippedWeights:
-    """The shipped weights for ``task`` whose training range covers ``level``."""
+def find_weights(task: str, level: float | None = None, colors: int | None = None) -> ShippedWeights:
+    """The shipped weights for ``task`` whose training range covers ``level``; with ``colors`` (1 or 3, the
+    image's), weights for that many channels are preferred (a colour photo goes to the colour denoiser, not to the
+    gray one channel by channel)."""
     from .tasks import get_task
 
     task = get_task(task).name
     candidates = list_weights(task=task)
     if not candidates:
         raise ValueError(f"no trained weights ship for task {task!r} yet")
-    for w in candidates:
-        if w.covers(level):
-            return w
+    covering = [w for w in candidates if w.covers(level)]
+    if covering:
+        return next((w for w in covering if colors is not None and w.colors == colors), covering[0])
     ranges = ", ".join(f"{w.name} ({w.level_text})" for w in candidates)
     raise ValueError(f"no shipped {task} weights cover level {level:g}; available: {ranges}")
 
@@ -120,15 +133,16 @@ def weights_task(name_or_path: str) -> tuple[str | None, Any]:
     return None, None
 
 
-def select_weights(task: str | None, level: float | None = None, weights: str | os.PathLike | None = None):
+def select_weights(task: str | None, level: float | None = None, weights: str | os.PathLike | None = None,
+                   colors: int | None = None):
     """(network, task, label): ``weights`` (a shipped name or a file) checked against ``task``, or else the
-    shipped default for ``task`` at ``level``."""
+    shipped default for ``task`` at ``level`` (for images with ``colors`` channels, when given)."""
     from .weights import load_weights
 
     if weights is None:
         if task is None:
             raise ValueError("give a task (sr, denoise, car, demosaic) or weights")
-        shipped = find_weights(task, level)
+        shipped = find_weights(task, level, colors)
         return load_weights(shipped.file), task, f"shipped weights {shipped.name} ({shipped.level_text})"
     recorded, _ = weights_task(str(weights))
     if task and recorded and recorded != task:

@@ -29,13 +29,14 @@ def _cached_weights(task: str | None, level: float | None, weights: str | None):
     return model.eval(), task
 
 
-def _network(task: str | None, weights: str | None, model, level: float | None):
+def _network(task: str | None, weights: str | None, model, level: float | None, colors: int | None = None):
     if model is not None:
         return model.eval(), task
     if weights is None and task is not None:
         from .pretrained import find_weights
 
-        return _cached_weights(task, None, find_weights(task, level).name)  # one cache entry per shipped file
+        # one cache entry per shipped file
+        return _cached_weights(task, None, find_weights(task, level, colors).name)
     return _cached_weights(task, level, None if weights is None else str(weights))
 
 
@@ -232,12 +233,12 @@ def restore(image: Any, *, task: str | None = None, weights: str | None = None, 
     level = {"sr": scale, "denoise": sigma, "car": quality}.get(task or "", None)
     if task == "sr" and scale is None and model is None and weights is None:
         raise ValueError("task='sr' needs scale=2, 3 or 4")
-    net, task = _network(task, weights, model, level)
+    array, info = _to_float_hwc(image)
+    net, task = _network(task, weights, model, level, 1 if array.shape[2] < 3 else 3)
     if task == "sr" and scale is not None and net.scale != scale:
         raise ValueError(f"the network upscales x{net.scale}, not x{scale}")
     device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
     net = net.to(device)
-    array, info = _to_float_hwc(image)
     out = restore_float(net, array, task=task, device=device, tiling=tiling, tile=tile, overlap=overlap,
                         ensemble=ensemble, precision=precision)
     return _from_float_hwc(out, info)

@@ -109,7 +109,7 @@ class RestoreService:
 
         with self._lock:
             if list_weights(task=task):
-                w = find_weights(task, level)
+                w = find_weights(task, level, colors=3)  # the page sends RGB(A); prefer colour weights
                 key = w.name
                 if key not in self._models:
                     self._models[key] = load_weights(w.file).eval()
