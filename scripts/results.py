@@ -2,6 +2,7 @@
 
     python scripts/results.py --data-root ../shared/data                  # all shipped weights
     python scripts/results.py --data-root ../shared/data --only pa-edsr-s-x2
+    python scripts/results.py --data-root ../shared/data --only panet-dn-s --sets CBSD68 --levels 50   # one row
     python scripts/results.py --render                                    # rebuild docs/results.md from the cache
 
 Same protocol and seeded degradations as `panet eval` and scripts/baselines.py (one table of sets and levels,
@@ -210,6 +211,8 @@ def main() -> None:
                         help="legacy (default): the release's forward_chop, as the paper evaluated; tile: blended tiles")
     parser.add_argument("--tile", type=int, default=64)
     parser.add_argument("--tile-overlap", type=int, default=16)
+    parser.add_argument("--sets", help="comma-separated benchmark sets (default: every set of the task)")
+    parser.add_argument("--levels", help="comma-separated levels, e.g. 50 (default: the paper's levels in range)")
     parser.add_argument("--render", action="store_true", help="only rebuild docs/results.md")
     parser.add_argument("--output", default=str(ROOT / "docs" / "results.md"))
     args = parser.parse_args()
@@ -221,6 +224,10 @@ def main() -> None:
                 continue
             rows = []
             for task, level, set_name in plan_for(w):
+                if args.sets and set_name not in args.sets.split(","):
+                    continue
+                if args.levels and (level is None or f"{level:g}" not in args.levels.split(",")):
+                    continue
                 r = evaluate(w, task, level, set_name, args.data_root, args.tiling, args.tile, args.tile_overlap)
                 print(f"{w.name} {task} {level} {set_name}: {r['psnr']:.2f} / {r['ssim']:.4f} ({r['seconds']:.1f} s/img)",
                       flush=True)
@@ -229,7 +236,11 @@ def main() -> None:
                              "tiling": tiling_label(args.tiling, args.tile, args.tile_overlap)})
             card_path = w.file.with_suffix(".json")
             card = json.loads(card_path.read_text())
-            card["eval"] = rows
+            # rows evaluated before (another --sets / --levels selection) stay; re-evaluated ones are replaced
+            fresh = {(r["task"], r["level"], r["set"], r["tiling"]) for r in rows}
+            kept = [r for r in card.get("eval", []) if (r["task"], r["level"], r["set"], r["tiling"]) not in fresh]
+            order = {key: i for i, key in enumerate(plan_for(w))}
+            card["eval"] = sorted(kept + rows, key=lambda r: (order.get((r["task"], r["level"], r["set"]), 1e9), r["tiling"]))
             card["eval_command"] = (f"python scripts/results.py --data-root DATA --only {w.name} --tiling {args.tiling}"
                                     + (f" --tile {args.tile} --tile-overlap {args.tile_overlap}" if args.tiling == "tile" else ""))
             card_path.write_text(json.dumps(card, indent=1) + "\n")

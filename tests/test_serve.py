@@ -15,14 +15,47 @@ from PIL import Image
 from panet.serve import make_server
 
 
-@pytest.fixture
-def server():
-    srv = make_server("127.0.0.1", 0, random_init=True)
+def _serve(random_init: bool):
+    srv = make_server("127.0.0.1", 0, random_init=random_init)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """The demo with no shipped weights: random-init presets (independent of what the package ships)."""
+    import panet.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "no-weights")
+    srv, url = _serve(random_init=True)
+    yield url
     srv.shutdown()
     srv.server_close()
+
+
+def test_shipped_weights_are_served_by_name(tmp_path, monkeypatch):
+    import panet
+    import panet.pretrained as pretrained
+    from panet.weights import save_weights
+
+    folder = tmp_path / "pretrained"
+    save_weights(panet.create_model("pa-edsr-s-x2", blocks=1, features=8), folder / "sr-tiny-x2.safetensors",
+                 metadata={"task": "sr", "level": "2"})
+    (folder / "sr-tiny-x2.json").write_text(json.dumps({"name": "sr-tiny-x2", "preset": "pa-edsr-s-x2", "task": "sr",
+                                                         "level": 2}))
+    monkeypatch.setattr(pretrained, "SHIPPED", folder)
+    srv, url = _serve(random_init=False)
+    try:
+        with post(url + "/api/restore?task=sr&scale=2", png_bytes()) as r:
+            assert r.headers["X-Weights"] == "sr-tiny-x2"
+            assert Image.open(io.BytesIO(r.read())).size == (56, 48)
+        with pytest.raises(urllib.error.HTTPError) as err:  # no x3 weights ship, and no --random-init
+            post(url + "/api/restore?task=sr&scale=3", png_bytes())
+        assert err.value.code == 400 and "cover level 3" in json.load(err.value)["error"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 def png_bytes(h=24, w=28, mode="RGB") -> bytes:
