@@ -19,6 +19,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def main() -> None:
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--data-root")
     parser.add_argument("--json", default=str(ROOT / "results" / "attention_levels.json"))
     parser.add_argument("--png", default=str(ROOT / "docs" / "attention_levels.png"))
+    parser.add_argument("--no-readme", dest="readme", action="store_false", help="do not update README.md's block")
     args = parser.parse_args()
     model = load_model(args.weights).eval()
     rows = {}
@@ -93,6 +95,33 @@ def main() -> None:
     draw.text((width - 170, 7), "share of attention mass", fill=(0, 0, 0))
     image.save(args.png)
     print(f"wrote {args.json} and {args.png}")
+    if args.readme:
+        from readme_block import replace_block
+
+        if replace_block("attention-levels", finding(result)):
+            print("updated the attention-levels block in README.md")
+
+
+def finding(result: dict) -> list[str]:
+    """The README's table and one sentence, both from the measured shares (lowest and highest sigma compared)."""
+    sigmas = list(result["sigmas"])
+    low, high = sigmas[0], sigmas[-1]
+    lo, hi = result["sigmas"][low]["mean"], result["sigmas"][high]["mean"]
+    # standard error of each level's change (the pixels are the same at both sigmas; independent errors assumed)
+    sem = [(a**2 + b**2) ** 0.5 for a, b in zip(result["sigmas"][low]["sem"], result["sigmas"][high]["sem"])]
+    lines = [f"| level | uniform | " + " | ".join(f"σ {s}" for s in sigmas) + " |", "|---|---|" + "---|" * len(sigmas)]
+    for i, scale in enumerate(result["scales"]):
+        lines.append(f"| scale {scale:.1f} | {100 * result['uniform'][i]:.1f}% | "
+                     + " | ".join(f"{100 * result['sigmas'][s]['mean'][i]:.1f}%" for s in sigmas) + " |")
+    coarser = [i for i in range(1, len(lo)) if hi[i] - lo[i] > 2 * sem[i]]
+    gaining = ", ".join(f"{result['scales'][i]:.1f}" for i in coarser)
+    moved = "every coarser level gains" if len(coarser) == len(lo) - 1 else (
+        f"the levels at scale {gaining} gain" if coarser else "no coarser level gains by more than two standard errors")
+    lines += ["", f"Measured on {result['images']} {result['set']} images x {result['pixels']} pixels with "
+              f"`{result['weights']}`: the full-resolution level's share of the attention goes from "
+              f"{100 * lo[0]:.1f}% at σ {low} to {100 * hi[0]:.1f}% at σ {high}, and {moved} "
+              f"(each change's standard error is at most {100 * max(sem):.1f} points)."]
+    return lines
 
 
 if __name__ == "__main__":

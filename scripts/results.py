@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from baselines import CACHE as BASELINE_CACHE  # noqa: E402
 from baselines import LABELS, LEVEL, PLAN, key_name  # noqa: E402
+from readme_block import replace_block  # noqa: E402
 
 CACHE = ROOT / "results" / "models"
 ABLATION = ROOT / "results" / "ablation"
@@ -152,6 +153,26 @@ def fmt(pair) -> str:
     return f"{pair[0]:.2f} / {pair[1]:.4f}" if isinstance(pair, tuple) else f"{pair:.2f}"
 
 
+def readme_summary() -> list[str]:
+    """The README's table: each shipped weights' rows against the best classical baseline (and the targets)."""
+    from panet.pretrained import list_weights
+
+    shipped = list_weights()
+    out = ["| weights | set | level | ours PSNR | best classical | Δ | paper |", "|---|---|---|---|---|---|---|"]
+    for w in shipped:
+        for row in w.card.get("eval", []):
+            task, level, set_name = row["task"], row["level"], row["set"]
+            base = best_baseline(task, level, set_name)
+            paper = PAPER_PANET.get((task, set_name, level))
+            paper = paper[0] if isinstance(paper, tuple) else paper
+            out.append(f"| {w.name} | {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} | "
+                       + (f"{base[0]} {base[1]['psnr']:.2f} | {row['psnr'] - base[1]['psnr']:+.2f}" if base else "not run | ")
+                       + f" | {'' if paper is None else f'{paper:.2f}'} |")
+    if len(out) == 2:
+        out.append("| (none evaluated yet) | | | | | | |")
+    return out + ["", *targets_table(shipped)[2:]]
+
+
 def render() -> str:
     from panet import __version__
     from panet.pretrained import list_weights
@@ -246,6 +267,8 @@ def main() -> None:
             card_path.write_text(json.dumps(card, indent=1) + "\n")
     Path(args.output).write_text(render() + "\n")
     print(f"wrote {args.output}")
+    if replace_block("results", readme_summary()):
+        print("updated the results table in README.md")
 
 
 if __name__ == "__main__":

@@ -95,3 +95,25 @@ def test_train_queue_workers_share_one_list_and_wait_for_init_runs(tmp_path):
     orphan = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), "d", "--root", str(tmp_path)],
                             capture_output=True, text=True)
     assert orphan.returncode == 1 and "unfinished and not in this queue" in orphan.stderr
+
+
+def test_readme_block_replaces_only_its_markers(tmp_path):
+    from readme_block import replace_block
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- begin t: generated -->\nold\n<!-- end t -->\noutro\n")
+    assert replace_block("t", ["| a |", "| 1 |"], readme)
+    assert readme.read_text() == "intro\n<!-- begin t: generated -->\n| a |\n| 1 |\n<!-- end t -->\noutro\n"
+    assert not replace_block("other", ["x"], readme)  # no markers: untouched
+    assert "x" not in readme.read_text()
+
+
+def test_attention_finding_follows_the_numbers():
+    from attention_levels import finding
+
+    def result(low, high):
+        return {"weights": "w", "set": "S", "images": 1, "pixels": 2, "scales": [1.0, 0.9], "uniform": [0.6, 0.4],
+                "sigmas": {"10": {"mean": low, "sem": [0.001, 0.001]}, "50": {"mean": high, "sem": [0.001, 0.001]}}}
+
+    assert "every coarser level gains" in finding(result([0.7, 0.3], [0.5, 0.5]))[-1]
+    assert "no coarser level gains" in finding(result([0.5, 0.5], [0.7, 0.3]))[-1]
