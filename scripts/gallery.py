@@ -61,7 +61,7 @@ def main() -> None:
         except ImportError:
             classical, classical_label = None, None
         shown = item.degraded if w.task != "sr" else np.repeat(np.repeat(item.degraded, scale, 0), scale, 1)
-        panels = [("input", shown, None), ("panet " + w.name, ours, psnr(ours, item.target, **options))]
+        panels = [("input", shown, None), ("ours: " + w.name, ours, psnr(ours, item.target, **options))]
         if classical is not None:
             panels.append((classical_label, classical, psnr(classical, item.target, **options)))
         panels.append(("ground truth", item.target, None))
