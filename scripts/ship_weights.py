@@ -19,6 +19,19 @@ DEST = ROOT / "src" / "panet" / "pretrained"
 LIMIT = 20 * 2**20
 
 
+def recipe_notes(command: str) -> str:
+    """The leading comment block of the recipe named in the card's command (``panet train configs/X.yaml``)."""
+    recipe = next((ROOT / part for part in command.split() if part.endswith((".yaml", ".yml"))), None)
+    if recipe is None or not recipe.is_file():
+        return ""
+    lines = []
+    for line in recipe.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return " ".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a run folder with weights.safetensors and card.json")
@@ -34,7 +47,16 @@ def main() -> None:
     card = json.loads(card_path.read_text())
     name = args.name or card["preset"]
     card["name"] = name
-    card.pop("eval", None)  # the weights changed: scripts/results.py evaluates them again
+    notes = recipe_notes(card.get("command", ""))
+    if notes:
+        card["notes"] = notes  # why the recipe is what it is (blind range or per level, size, data), from its comments
+    shipped_card = DEST / f"{name}.json"
+    if shipped_card.exists() and (DEST / f"{name}.safetensors").read_bytes() == weights.read_bytes():
+        for key in ("eval", "eval_command"):  # the same weights: their evaluation still holds
+            if key in json.loads(shipped_card.read_text()):
+                card[key] = json.loads(shipped_card.read_text())[key]
+    else:
+        card.pop("eval", None)  # new weights: scripts/results.py evaluates them again
     DEST.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, DEST / f"{name}.safetensors")
     (DEST / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
