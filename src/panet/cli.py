@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="root of the benchmark sets (default: $PANET_DATA)")
     p.add_argument("--tiling", choices=["legacy", "tile", "none"], default="legacy",
                    help="legacy: the release's forward_chop; tile: overlapping tiles, blended; none: whole images")
-    p.add_argument("--tile", type=int, default=128, help="tile size for --tiling tile")
+    p.add_argument("--tile", type=int, default=64, help="tile size for --tiling tile (as panet restore)")
     p.add_argument("--tile-overlap", type=int, default=16, help="overlap for --tiling tile")
     p.add_argument("--limit", type=int, help="only the first N images of each set")
     p.add_argument("--json", help="write per-image and mean results as JSON")
@@ -449,9 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tile (default): overlapping tiles, blended, bounded memory and time; legacy: the release's "
                    "forward_chop; none: the whole image at once (attention cost grows with the square of its area)")
     p.add_argument("--tile", default="auto",
-                   help="tile size in input pixels for --tiling tile, or auto (64 on a CPU; on CUDA the largest of "
-                   "256..64 that fits in a quarter of the free memory). Attention looks within a tile; its cost per "
-                   "pixel grows with the tile's area")
+                   help="tile size in input pixels for --tiling tile, or auto (64; on CUDA smaller if that does not "
+                   "fit in a quarter of the free memory). Attention looks within a tile; its cost per pixel grows with "
+                   "the tile's area, and larger tiles than the training context score lower (docs/tiling.md)")
     p.add_argument("--tile-overlap", type=int, default=16, help="overlap of neighbouring tiles")
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/transposes (8x the time)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
