@@ -85,9 +85,10 @@ def main() -> None:
         print(rows[-1], flush=True)
     model.attention.fast = False
     card = {}
-    card_path = Path(args.weights).with_name("card.json")
-    if card_path.exists():
-        card = json.loads(card_path.read_text())
+    for card_path in (Path(args.weights).with_suffix(".json"), Path(args.weights).with_name("card.json")):  # shipped / run
+        if card_path.exists():
+            card = json.loads(card_path.read_text())
+            break
     lines = [
         "# Tiling and the fast mode: effect on a trained network",
         "",
