@@ -46,9 +46,7 @@ PAPER_PANET = {
 
 def plan_for(weights) -> list[tuple[str, float | None, str]]:
     """(task, level, set) rows for shipped weights: its task's sets at the paper's levels within its range."""
-    from panet.weights import read_metadata
-
-    gray = json.loads(read_metadata(weights.file)["config"])["colors"] == 1
+    gray = weights.colors == 1
     rows = []
     for task, levels, sets, _ in PLAN:
         if task != weights.task or (task == "denoise" and gray != (sets[0] == "Set12")):  # gray sets for gray models

@@ -52,9 +52,8 @@ def main() -> None:
         card["notes"] = notes  # why the recipe is what it is (blind range or per level, size, data), from its comments
     shipped_card = DEST / f"{name}.json"
     if shipped_card.exists() and (DEST / f"{name}.safetensors").read_bytes() == weights.read_bytes():
-        for key in ("eval", "eval_command"):  # the same weights: their evaluation still holds
-            if key in json.loads(shipped_card.read_text()):
-                card[key] = json.loads(shipped_card.read_text())[key]
+        previous = json.loads(shipped_card.read_text())
+        card.update({k: previous[k] for k in ("eval", "eval_command") if k in previous})  # same weights: still holds
     else:
         card.pop("eval", None)  # new weights: scripts/results.py evaluates them again
     DEST.mkdir(parents=True, exist_ok=True)

@@ -101,7 +101,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .images import read_image_float, write_image_float
-    from .restoration import auto_tile, check_run_options, restore_float
+    from .restoration import auto_tile, check_run_options, image_colors, restore_float
 
     inputs = _expand_inputs(args.inputs)
     if not inputs:
@@ -140,7 +140,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                 array, info = read_image_float(path)
                 if info.get("notice"):
                     print(f"note: {info['notice']}", file=sys.stderr)
-                model, task, tile = network(1 if array.shape[2] < 3 else 3)
+                model, task, tile = network(image_colors(array))
                 run = dict(tiling=args.tiling, tile=tile, overlap=args.tile_overlap, ensemble=args.ensemble,
                            precision=args.precision)
                 write_image_float(target, restore_float(model, array, task=task, device=device, **run), info)
@@ -252,13 +252,14 @@ def _cmd_explain(args: argparse.Namespace) -> None:
 
     from .explain import attention_for_pixel, render
     from .images import read_image_float
+    from .restoration import image_colors
 
     try:
         x, y = (int(v) for v in args.at.split(","))
     except ValueError:
         raise CliError(f"--at expects X,Y in pixels, got {args.at!r}") from None
     array, _ = read_image_float(args.image)
-    array = array[:, :, : 3 if array.shape[2] >= 3 else 1]  # drop alpha
+    array = array[:, :, : image_colors(array)]  # drop alpha
     model, task = _restore_network(args, array.shape[2])
     if array.shape[2] != model.colors:
         array = array.mean(axis=2, keepdims=True) if model.colors == 1 else np.repeat(array, 3, axis=2)

@@ -38,12 +38,11 @@ class ShippedWeights:
 
     @property
     def colors(self) -> int | None:
-        """Image channels the network takes (1 gray, 3 colour), from its preset and the run's overrides."""
-        from .registry import get_preset
+        """Image channels the network takes (1 gray, 3 colour): the config saved in the weights file itself."""
+        from .weights import read_metadata
 
-        overrides = self.card.get("config", {}).get("model_overrides", {})
         try:
-            return int(overrides.get("colors", get_preset(self.card["preset"]).config["colors"]))
+            return int(json.loads(read_metadata(self.file)["config"])["colors"])
         except (KeyError, TypeError, ValueError):
             return None
 

@@ -185,6 +185,11 @@ def _from_float_hwc(array: np.ndarray, info: dict):
     return out[:, :, 0] if info["ndim"] == 2 else out
 
 
+def image_colors(array: np.ndarray) -> int:
+    """1 for a gray image, 3 for a colour one, of a float HxWxC array (C = 1..4; a 2nd / 4th channel is alpha)."""
+    return 1 if array.shape[2] < 3 else 3
+
+
 def restore_float(model, array: np.ndarray, *, task: str | None, device: str | torch.device = "cpu", **run) -> np.ndarray:
     """float32 HxWxC (C = 1..4, in [0, 1]) -> restored float32 HxW'xC, adapting channels to the network."""
     from .imresize import imresize
@@ -235,7 +240,7 @@ def restore(image: Any, *, task: str | None = None, weights: str | None = None, 
     if task == "sr" and scale is None and model is None and weights is None:
         raise ValueError("task='sr' needs scale=2, 3 or 4")
     array, info = _to_float_hwc(image)
-    net, task = _network(task, weights, model, level, 1 if array.shape[2] < 3 else 3)
+    net, task = _network(task, weights, model, level, image_colors(array))
     if task == "sr" and scale is not None and net.scale != scale:
         raise ValueError(f"the network upscales x{net.scale}, not x{scale}")
     device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
