@@ -228,7 +228,7 @@ def test_bundled_noisy_example_is_reproducible():
     assert np.array_equal(bundled, gaussian_noise(clean, 30, seed=seed_for("kodim23_crop")))
 
 
-def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys):
+def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys, monkeypatch):
     """With a gray and a colour denoiser shipped, a colour photo goes to the colour one (not to the gray one channel
     by channel, although 'dn-gray' sorts first), a gray photo to the gray one; per image within one batch."""
     import json
@@ -244,8 +244,20 @@ def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys):
     colour = read_image(EXAMPLE)[:20, :24]
     write_image(tmp_path / "colour.png", colour)
     write_image(tmp_path / "gray.png", colour[:, :, :1])
-    assert main(["restore", str(tmp_path / "colour.png"), str(tmp_path / "gray.png"), "-o", str(tmp_path / "out"),
-                 "--task", "denoise"]) == 0
+    from panet import weights as weights_module
+
+    loaded: list[str] = []
+    real_load = weights_module.load_weights
+
+    def counting_load(path, **kwargs):
+        loaded.append(Path(path).stem)
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(weights_module, "load_weights", counting_load)
+    write_image(tmp_path / "colour2.png", colour[::-1])
+    assert main(["restore", *(str(tmp_path / f) for f in ("colour.png", "gray.png", "colour2.png")),
+                 "-o", str(tmp_path / "out"), "--task", "denoise"]) == 0
+    assert sorted(loaded) == ["dn-gray", "dn-rgb"]  # each file loaded once, however many images use it
     err = capsys.readouterr().err
     assert "using shipped weights dn-rgb" in err and "using shipped weights dn-gray" in err
     assert read_image(tmp_path / "out" / "colour.png").shape[2] == 3

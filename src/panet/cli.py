@@ -112,18 +112,25 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     # The shipped default depends on the image (a colour photo goes to the colour denoiser, a gray one to the gray
     # denoiser), so without --weights / --model the network is chosen per image, once per kind of image.
     per_image = not (args.weights or args.model)
-    networks: dict[int | None, tuple] = {}
+    networks: dict[str | None, tuple] = {}  # keyed by the shipped weights' name, so each file loads once
 
     def network(colors: int | None):
-        key = colors if per_image else None
+        key = _default_weights_name(args, colors) if per_image else None
         if key not in networks:
-            model, task = _restore_network(args, key, announce=key is not None or not per_image)
+            model, task = _restore_network(args, colors if per_image else None)
             check_run_options(task, tiling=args.tiling, ensemble=args.ensemble, precision=args.precision, device=device)
             tile = auto_tile(model, device) if args.tile == "auto" else _positive_int(args.tile, "--tile")
             networks[key] = model.to(device).eval(), task, tile
         return networks[key]
 
-    network(None)  # a bad task, level, --weights or --model fails once, before any file is read
+    # A bad task, level, option, --weights or --model fails once, before any file is read; the shipped default is
+    # only looked up here (it is loaded for the first image, whose colours decide which one).
+    if per_image:
+        _default_weights_name(args, None)
+        check_run_options(args.task, tiling=args.tiling, ensemble=args.ensemble, precision=args.precision,
+                          device=device)
+    else:
+        network(None)
     output = Path(args.output)
     many = len(inputs) > 1 or Path(args.inputs[0]).is_dir() or any(c in args.inputs[0] for c in "*?[")
     if many and output.exists() and not output.is_dir():
@@ -161,6 +168,19 @@ def _positive_int(text: str, flag: str) -> int:
     if value < 8:
         raise CliError(f"{flag} must be at least 8, got {value}")
     return value
+
+
+def _default_weights_name(args: argparse.Namespace, colors: int | None) -> str:
+    """Name of the shipped weights `panet restore` picks for --task at its level and an image's colours."""
+    from .pretrained import find_weights
+
+    if not args.task:
+        raise CliError("give --task (sr, denoise, car, demosaic) or --weights NAME|FILE")
+    level = _task_level(args, required=args.task == "sr")
+    try:
+        return find_weights(args.task, level, colors).name
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def _restore_network(args: argparse.Namespace, colors: int | None = None, announce: bool = True):
