@@ -260,8 +260,13 @@ def main() -> None:
             kept = [r for r in card.get("eval", []) if (r["task"], r["level"], r["set"], r["tiling"]) not in fresh]
             order = {key: i for i, key in enumerate(plan_for(w))}
             card["eval"] = sorted(kept + rows, key=lambda r: (order.get((r["task"], r["level"], r["set"]), 1e9), r["tiling"]))
-            card["eval_command"] = (f"python scripts/results.py --data-root DATA --only {w.name} --tiling {args.tiling}"
-                                    + (f" --tile {args.tile} --tile-overlap {args.tile_overlap}" if args.tiling == "tile" else ""))
+            # one command per tiling in the table (each row says its tiling); older cards kept a single string
+            commands = card.get("eval_command", {})
+            commands = commands if isinstance(commands, dict) else {"legacy": commands}
+            commands[tiling_label(args.tiling, args.tile, args.tile_overlap)] = (
+                f"python scripts/results.py --data-root DATA --only {w.name} --tiling {args.tiling}"
+                + (f" --tile {args.tile} --tile-overlap {args.tile_overlap}" if args.tiling == "tile" else ""))
+            card["eval_command"] = {k: commands[k] for k in sorted(commands) if any(r["tiling"] == k for r in card["eval"])}
             card_path.write_text(json.dumps(card, indent=1) + "\n")
     Path(args.output).write_text(render() + "\n")
     print(f"wrote {args.output}")
