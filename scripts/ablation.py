@@ -51,19 +51,19 @@ def main() -> None:
 
 
 def evaluate(task, level, sets, variant, label, run, out, args) -> None:
-    from panet.data import EvalPairs, find_set
-    from panet.evaluate import evaluate_set, network_restorer, summarize
-    from panet.weights import load_weights
+    """Score the run's EMA weights like the shipped ones, through results.py's per-image cache (keyed by the
+    weights' SHA-256): an interrupted evaluation resumes, a finished one is not repeated, a retrained one is."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from results import evaluate as evaluate_cached
+
+    from panet.pretrained import ShippedWeights
 
     card = json.loads((run / "card.json").read_text())
-    model = load_weights(run / "weights.safetensors")
-    restorer = network_restorer(model, task, tiling="legacy")
+    weights = ShippedWeights(run.name, task, None, None, run / "weights.safetensors", card)
     for set_name in sets:
-        pairs = EvalPairs(find_set(set_name, args.data_root), task=task, level=level, colors=model.colors)
-        results = evaluate_set(restorer, pairs, set_name=set_name, scale=level if task == "sr" else 1)
-        mean = summarize(results)[set_name]
+        mean = evaluate_cached(weights, task, level, set_name, args.data_root, "legacy", 64, 16)
         record = {"task": task, "level": level, "set": set_name, "variant": label, "iterations": card["iterations"],
-                  "tiling": "legacy", **mean}
+                  **{k: mean[k] for k in ("tiling", "images", "psnr", "ssim", "seconds")}}
         (out / f"{task}_{set_name}_{variant}.json").write_text(json.dumps(record, indent=1))
         print(f"{task} {level} {set_name} {label}: {mean['psnr']:.2f} / {mean['ssim']:.4f}", flush=True)
 
