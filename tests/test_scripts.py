@@ -41,6 +41,27 @@ def test_results_plan_follows_task_colours_and_range(fake_shipped):
     assert "## tiny-x4: sr (x4)" in text and "| Set5 x2 ≥ 37.0 dB | not evaluated | 37.00 |  |" in text
 
 
+def test_results_tables_prefer_the_papers_protocol_and_name_the_tiling(fake_shipped):
+    import results
+    from panet.pretrained import list_weights
+
+    card_path = fake_shipped / "tiny-x4.json"
+    card = json.loads(card_path.read_text())
+    row = {"task": "sr", "level": 4, "set": "Set5", "ssim": 0.9, "seconds": 1.0}
+    card["eval"] = [{**row, "psnr": 31.5, "tiling": "tile32-8"}, {**row, "psnr": 30.5, "tiling": "legacy"},
+                    {**row, "set": "Set14", "psnr": 28.0, "tiling": "tile32-8"}]
+    card_path.write_text(json.dumps(card))
+    assert [(r["set"], r["tiling"]) for r in results.headline_rows(card["eval"])] == [("Set5", "legacy"),
+                                                                                        ("Set14", "tile32-8")]
+    readme = "\n".join(results.readme_summary())
+    assert "| tiny-x4 | Set5 | x4 | 30.50 | chop |" in readme and "31.50" not in readme  # the chop row, not the better one
+    assert "| tiny-x4 | Set14 | x4 | 28.00 | tiles 32/8 |" in readme
+    assert "| Set5 x4 ≥ 31.0 dB | 30.50 (chop) | 31.00 | no |" in readme
+    text = results.render()  # docs/results.md keeps every row
+    assert "| Set5 | x4 | 31.50 / 0.9000 | tiles 32/8 |" in text and "| Set5 | x4 | 30.50 / 0.9000 | chop |" in text
+    assert [w.name for w in list_weights()] == ["tiny-dn-gray", "tiny-x4"]
+
+
 def test_gallery_writes_one_sheet_per_weights(fake_shipped, tmp_path, monkeypatch):
     import gallery
 
