@@ -222,6 +222,25 @@ def test_fast_mode_bf16_weighted_sum_is_close():
     assert 0 < rel < 1e-2
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_weighted_sum_on_cpus_with_and_without_native_bf16(monkeypatch, native):
+    """oneDNN packs bf16 weights only on CPUs with native bf16 (AVX-512 BW/VL/DQ); an AVX2 CPU raised a RuntimeError
+    there. Without native bf16 the weighted sum falls back to torch.mm in bf16, with the same rounding."""
+    import panet.attention as attention
+    from panet.hardware import native_bf16
+
+    if native and not native_bf16("cpu"):
+        pytest.skip("this CPU has no native bf16 (oneDNN cannot pack bf16 weights here)")
+    monkeypatch.setattr(attention, "native_bf16", lambda device: native)
+    q, kt, vt, grad = attention_inputs(1, 30, 18, 50, 36, query_scale=0.5)
+    exact = patch_attention(q, kt, vt)
+    low = patch_attention(q, kt, vt, pv_dtype=torch.bfloat16)
+    assert low.dtype == torch.float32
+    assert 0 < ((low - exact).norm() / exact.norm()).item() < 1e-2
+    for a, e in zip(torch.autograd.grad(low, (q, kt, vt), grad), torch.autograd.grad(exact, (q, kt, vt), grad)):
+        assert ((a - e).norm() / e.norm()).item() < 1e-2
+
+
 def test_torch_compile_parity():
     block = make_block(8, 2)
     x = torch.randn(1, 8, 9, 10)

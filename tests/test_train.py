@@ -82,6 +82,38 @@ def test_bf16_autocast_step_runs(tiny, tmp_path):
     assert len(result["losses"]) == 2 and all(np.isfinite(result["losses"]))
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_precision_auto_follows_the_cpu_and_the_card_records_it(tiny, tmp_path, monkeypatch, native):
+    """auto is bf16 only where the device has native bf16 (an AVX2 CPU emulates it, ~10x slower than fp32)."""
+    import json
+
+    import panet.train as train_module
+
+    monkeypatch.setattr(train_module, "resolve_precision",
+                        lambda precision, device: "bf16" if native and precision == "auto" else
+                        ("fp32" if precision == "auto" else precision))
+    seen = []
+    real_autocast = torch.autocast
+
+    def spy(device_type, dtype=None, enabled=True, **kwargs):
+        seen.append(enabled)
+        return real_autocast(device_type, dtype=dtype, enabled=enabled, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    out = tmp_path / f"auto-{native}"
+    train(load_config(tiny, [f"out_dir={out}", "precision=auto", "iterations=2", "checkpoint_every=2"]), quiet=True)
+    assert seen and seen[0] is native
+    card = json.loads((out / "card.json").read_text())
+    assert card["precision"] == ("bf16" if native else "fp32") and card["config"]["precision"] == "auto"
+
+
+def test_resolve_precision():
+    from panet.hardware import native_bf16, resolve_precision
+
+    assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
+
+
 def test_torchrun_two_cpu_processes_match_one_process(tiny, tmp_path):
     """DDP (gloo, 2 processes, batch 2 each) makes the same updates as 1 process with batch 4."""
     import os

@@ -100,6 +100,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
 
+    from .hardware import native_bf16
     from .images import read_image_float, write_image_float
     from .restoration import auto_tile, check_run_options, image_colors, restore_float
 
@@ -123,6 +124,9 @@ def _cmd_restore(args: argparse.Namespace) -> None:
             networks[key] = model.to(device).eval(), task, tile
         return networks[key]
 
+    if args.precision == "bf16" and not native_bf16(device):
+        print(f"note: this {device.type} has no native bf16, so --precision bf16 is emulated and slower than fp32",
+              file=sys.stderr)
     # A bad task, level, option, --weights or --model fails once, before any file is read; the shipped default is
     # only looked up here (it is loaded for the first image, whose colours decide which one).
     if per_image:
@@ -477,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/transposes (8x the time)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="bf16 (CPU/CUDA) or fp16 (CUDA) autocast; the attention kernel itself stays fp32")
+                   help="bf16 (CUDA, or a CPU with native bf16; emulated and slower on AVX2-only CPUs) or fp16 "
+                   "(CUDA) autocast; the attention's scores stay fp32")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.set_defaults(func=_cmd_restore)
     return parser
