@@ -121,3 +121,21 @@ def test_safetensors_round_trip_is_atomic_and_strict(tmp_path):
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match="not a readable"):
         panet.load_weights(path)
+
+
+def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
+    """mkstemp's temporary file is private (0600); the written file must not be (restored images, weights)."""
+    from panet.weights import atomic_write
+
+    umask = os.umask(0o022)
+    try:
+        fresh = tmp_path / "fresh.txt"
+        atomic_write(fresh, lambda tmp: open(tmp, "w").write("a"))
+        assert fresh.stat().st_mode & 0o777 == 0o644
+        kept = tmp_path / "kept.txt"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        atomic_write(kept, lambda tmp: open(tmp, "w").write("new"))
+        assert kept.read_text() == "new" and kept.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)

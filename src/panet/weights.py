@@ -28,6 +28,12 @@ FORMAT = "panet/1"
 # --------------------------------------------------------------------------
 
 
+def _new_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: PathLike, write) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file."""
     path = Path(path)
@@ -36,6 +42,9 @@ def atomic_write(path: PathLike, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes the file private (0600); the result gets the mode a plain open() would give it (or keeps
+        # the mode of the file it replaces), so that outputs stay readable by whoever could read them before
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else _new_file_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
