@@ -175,6 +175,36 @@ def test_restore_keeps_alpha_16_bit_and_gray(shipped, tmp_path, capsys):
     assert "needs CUDA" in capsys.readouterr().err
 
 
+def test_restore_writes_the_format_of_the_suffix(shipped, tmp_path, capsys):
+    """.tif is a TIFF (not a PNG under another name), JPEG keeps quality, an unknown suffix fails before any work."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8), "RGBA").save(rgba)
+    gray16 = tmp_path / "gray16.png"
+    Image.fromarray(rng.integers(0, 65536, (20, 24), dtype=np.uint16)).save(gray16)
+    formats = {"a.tif": ("TIFF", "RGBA"), "a.webp": ("WEBP", "RGBA"), "a.bmp": ("BMP", "RGB"), "a.jpg": ("JPEG", "RGB")}
+    for name, (fmt, mode) in formats.items():
+        assert main(["restore", str(rgba), "-o", str(tmp_path / name), "--weights", "sr-x2"]) == 0
+        with Image.open(tmp_path / name) as image:
+            assert (image.format, image.mode, image.size) == (fmt, mode, (48, 40))
+    err = capsys.readouterr().err
+    assert "JPEG has no alpha channel" in err and "BMP has no alpha channel" in err
+    with Image.open(tmp_path / "a.webp") as webp, Image.open(tmp_path / "a.tif") as tif:
+        assert np.array_equal(np.asarray(webp), np.asarray(tif))  # lossless WebP
+    assert main(["restore", str(gray16), "-o", str(tmp_path / "g.tif"), "--weights", "dn-gray"]) == 0
+    with Image.open(tmp_path / "g.tif") as image:
+        assert image.mode.startswith("I;16") and np.asarray(image).max() > 255
+    assert main(["restore", str(gray16), "-o", str(tmp_path / "g.jpg"), "--weights", "dn-gray"]) == 0
+    assert "written at 8 bit" in capsys.readouterr().err
+    result = run_cli("restore", str(rgba), "-o", str(tmp_path / "a.xyz"), "--model", "pa-edsr-s-x2", "--random-init")
+    assert result.returncode == 2 and "unknown output format '.xyz'" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("note: ")]  # the random-init note
+    assert "Traceback" not in result.stderr and len(errors) == 1
+    assert not (tmp_path / "a.xyz").exists()
+
+
 def test_restore_api_round_trips_types(shipped):
     from PIL import Image
 

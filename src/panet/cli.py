@@ -101,7 +101,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from .hardware import native_bf16
-    from .images import read_image_float, write_image_float
+    from .images import output_format, read_image_float, write_image_float
     from .restoration import auto_tile, check_run_options, image_colors, restore_float
 
     inputs = _expand_inputs(args.inputs)
@@ -139,6 +139,8 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     many = len(inputs) > 1 or Path(args.inputs[0]).is_dir() or any(c in args.inputs[0] for c in "*?[")
     if many and output.exists() and not output.is_dir():
         raise CliError(f"{output} is a file; several inputs need an output folder")
+    if not many:
+        output_format(output)  # an unknown suffix fails before any work
     failures: list[str] = []
     with tqdm(inputs, desc="restore", unit="img", disable=len(inputs) < 2 or None, file=sys.stderr) as bar:
         for path in bar:
@@ -154,7 +156,9 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                 model, task, tile = network(image_colors(array))
                 run = dict(tiling=args.tiling, tile=tile, overlap=args.tile_overlap, ensemble=args.ensemble,
                            precision=args.precision)
-                write_image_float(target, restore_float(model, array, task=task, device=device, **run), info)
+                for note in write_image_float(target, restore_float(model, array, task=task, device=device, **run),
+                                              info):
+                    print(f"note: {note}", file=sys.stderr)
                 tqdm.write(f"{path} -> {target}", file=sys.stdout)
             except (CliError, ValueError, FileNotFoundError, OSError) as exc:
                 failures.append(str(path))
@@ -460,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("restore", help="restore images (shipped weights by default)")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("-o", "--output", required=True, help="output file (one input) or folder (several, or a folder)")
+    p.add_argument("-o", "--output", required=True, help="output file (one input: .png, .jpg, .tif, .bmp or .webp) or folder (several inputs, or a "
+                   "folder: PNGs with the inputs' stems)")
     p.add_argument("--task", choices=["sr", "denoise", "car", "demosaic"],
                    help="what to undo; picks the shipped weights for it (not needed with --weights)")
     p.add_argument("--scale", type=int, help="SR scale (2, 3, 4)")

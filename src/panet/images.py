@@ -74,34 +74,63 @@ def _png_bit_depth(path: Path) -> int:
     return header[24] if len(header) == 25 and header[12:16] == b"IHDR" else 8
 
 
-def write_image_float(path: str | os.PathLike, array: np.ndarray, info: dict | None = None) -> None:
-    """Write float HxWxC in [0, 1] as read by :func:`read_image_float` (16-bit gray stays 16-bit), atomically."""
+# Output formats by suffix. Restored images are saved so that the file adds no loss of its own where it can:
+# JPEG at quality 95 without chroma subsampling, WebP lossless (exact: colours under transparent pixels kept).
+OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+                  ".webp": "WEBP"}
+_SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True, "exact": True}}
+_SIXTEEN_BIT = ("PNG", "TIFF")  # formats Pillow writes 16-bit gray to
+_ALPHA = ("PNG", "TIFF", "WEBP")  # Pillow reads a 32-bit BMP back as RGB
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """Pillow's format name for an output path's suffix; ValueError for a suffix we do not write."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        known = ", ".join(sorted(set(OUTPUT_FORMATS)))
+        raise ValueError(f"{path}: unknown output format {suffix or '(no suffix)'!r}; use one of {known}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def write_image_float(path: str | os.PathLike, array: np.ndarray, info: dict | None = None) -> list[str]:
+    """Write float HxWxC in [0, 1] as read by :func:`read_image_float`, atomically, in the format of the suffix.
+
+    16-bit gray stays 16-bit in PNG and TIFF; alpha is kept where the format has it. Returns notices of what the
+    format could not keep (alpha in JPEG, 16 bit in an 8-bit format).
+    """
     from PIL import Image
 
+    fmt = output_format(path)
+    notes: list[str] = []
     array = np.clip(np.asarray(array, dtype=np.float64), 0.0, 1.0)
     if (info or {}).get("bits") == 16 and array.shape[2] == 1:
-        image = Image.fromarray(np.round(array[:, :, 0] * 65535).astype(np.uint16))
-        atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
-        return
+        if fmt in _SIXTEEN_BIT:
+            image = Image.fromarray(np.round(array[:, :, 0] * 65535).astype(np.uint16))
+            atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
+            return notes
+        notes.append(f"{Path(path).name}: {fmt} has no 16-bit gray; written at 8 bit (use .png or .tif to keep 16)")
     data = np.round(array * 255).astype(np.uint8)
     mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[data.shape[2]]
     image = Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data, mode=mode)
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower(), "PNG")
-    if fmt == "JPEG" and mode in ("LA", "RGBA"):
+    if mode in ("LA", "RGBA") and fmt not in _ALPHA:
         image = image.convert(mode[:-1] if mode == "LA" else "RGB")
-    atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
+        notes.append(f"{Path(path).name}: {fmt} has no alpha channel; alpha dropped (use .png to keep it)")
+    elif mode == "LA" and fmt == "WEBP":  # no gray+alpha mode there: RGBA keeps both
+        image = image.convert("RGBA")
+    atomic_write(path, lambda tmp: image.save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {})))
+    return notes
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write uint8 HxW / HxWxC as an image (format from the suffix), atomically."""
+    """Write uint8 HxW / HxWxC as an image (format from the suffix, as :func:`output_format`), atomically."""
     from PIL import Image
 
+    fmt = output_format(path)
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower(), "PNG")
     image = Image.fromarray(array.astype(np.uint8))
-    atomic_write(path, lambda tmp: image.save(tmp, format=fmt))
+    atomic_write(path, lambda tmp: image.save(tmp, format=fmt, **_SAVE_OPTIONS.get(fmt, {})))
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:
