@@ -68,11 +68,26 @@ def test_gallery_writes_one_sheet_per_weights(fake_shipped, tmp_path, monkeypatc
     data = shared_path("data")
     for f in fake_shipped.glob("tiny-dn-gray.*"):  # its classical column (BM3D) takes seconds
         f.unlink()
+    (fake_shipped / "tiny-x4b.safetensors").write_bytes((fake_shipped / "tiny-x4.safetensors").read_bytes())
+    card = json.loads((fake_shipped / "tiny-x4.json").read_text())
+    (fake_shipped / "tiny-x4b.json").write_text(json.dumps({**card, "name": "tiny-x4b"}))
     out = tmp_path / "docs" / "gallery"
-    monkeypatch.setattr(sys, "argv", ["gallery.py", "--data-root", str(data), "--output", str(out), "--crop", "48"])
+    argv = ["gallery.py", "--data-root", str(data), "--output", str(out), "--crop", "48"]
+    monkeypatch.setattr(sys, "argv", argv)
     gallery.main()
-    assert sorted(p.name for p in out.iterdir()) == ["tiny-x4.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["tiny-x4.png", "tiny-x4b.png"]
     assert "![tiny-x4](gallery/tiny-x4.png)" in (out.parent / "gallery.md").read_text()
+    # --only redraws the named weights and keeps the others' sheets (and their place in gallery.md)
+    for sheet in out.iterdir():
+        sheet.write_bytes(b"old")
+    monkeypatch.setattr(sys, "argv", [*argv, "--only", "tiny-x4"])
+    gallery.main()
+    assert (out / "tiny-x4.png").read_bytes() != b"old" and (out / "tiny-x4b.png").read_bytes() == b"old"
+    text = (out.parent / "gallery.md").read_text()
+    assert "## tiny-x4: sr (x4), Set14 " in text and "![tiny-x4b](gallery/tiny-x4b.png)" in text
+    monkeypatch.setattr(sys, "argv", [*argv, "--only", "nope"])
+    with pytest.raises(SystemExit, match="no shipped weights nope"):
+        gallery.main()
 
 
 def test_train_queue_workers_share_one_list_and_wait_for_init_runs(tmp_path):
