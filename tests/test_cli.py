@@ -234,9 +234,16 @@ def test_ensemble_of_an_equivariant_model_is_the_model():
 
 
 def test_models_lists_shipped_weights(shipped, capsys):
+    import json
+
     assert main(["models", "--task", "sr"]) == 0
     out = capsys.readouterr().out
     assert "shipped weights" in out and "sr-x2" in out and "dn-gray" not in out
+    card = json.loads((shipped / "dn-gray.json").read_text())
+    card["eval"] = [{"set": "BSD68", "level": 25, "psnr": 29.5}, {"set": "BSD68", "level": 50, "psnr": 26.25}]
+    (shipped / "dn-gray.json").write_text(json.dumps(card))
+    assert main(["models", "--task", "denoise"]) == 0
+    assert "BSD68 σ25 29.50, BSD68 σ50 26.25" in capsys.readouterr().out  # a blind model's rows name their level
 
 
 def test_auto_tile_and_memory_estimate():

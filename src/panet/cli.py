@@ -37,12 +37,20 @@ def _cmd_models(args: argparse.Namespace) -> None:
     for w in shipped:
         card = w.card
         evals = card.get("eval", [])
-        best = ", ".join(f"{e['set']} {e['psnr']:.2f}" for e in evals[:3]) + (" ..." if len(evals) > 3 else "")
+        best = ", ".join(f"{_eval_label(w.task, e)} {e['psnr']:.2f}" for e in evals[:3]) + (" ..." if len(evals) > 3 else "")
         data = "+".join(card.get("training_data", {}))
         rows.append((w.name, w.task, w.level_text, card.get("preset", ""), str(card.get("iterations", "")), data,
                      best or "not evaluated"))
     print("shipped weights (panet restore --weights NAME; cards in panet/pretrained/*.json):")
     _print_table(("name", "task", "level", "preset", "iterations", "trained on", "PSNR (card)"), rows)
+
+
+def _eval_label(task: str, row: dict) -> str:
+    """'CBSD68 σ50' for a card's eval row of a blind model (its rows differ by level); 'Set5' for SR weights."""
+    prefix = {"denoise": "σ", "car": "q"}.get(task)
+    if prefix is None or row.get("level") is None:
+        return row["set"]
+    return f"{row['set']} {prefix}{row['level']:g}"
 
 
 def _print_table(header: tuple, rows: list[tuple]) -> None:
