@@ -499,7 +499,9 @@ class PyramidAttention(nn.Module):
         fast: compute the attention-weighted sum, and in training the backward's
             products other than the scores, in bfloat16 (about 1.3-1.5x faster forward
             and 2x faster backward on CPUs with bf16 GEMMs; ~1e-3 relative error on
-            the block output). Under bf16 autocast this is what happens anyway.
+            the block output). Under bf16 autocast this is what happens anyway. On a
+            CPU without native bf16 (``panet.hardware.native_bf16``: AVX2 only) bf16 is
+            emulated and this is slower than fp32.
     """
 
     def __init__(
