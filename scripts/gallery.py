@@ -58,7 +58,8 @@ def main() -> None:
         pairs = EvalPairs(find_set(set_name, args.data_root), task=w.task, level=level, colors=model.colors)
         pairs.files = pairs.files[:1]
         path = out_dir / f"{w.name}.png"
-        heading = (f"## {w.name}: {w.task} ({w.level_text}), {set_name} {pairs.files[0].stem}" +
+        trained_for = "" if w.level_text == "-" else f" ({w.level_text})"  # demosaicing has no level
+        heading = (f"## {w.name}: {w.task}{trained_for}, {set_name} {pairs.files[0].stem}" +
                    ("" if w.task != "denoise" else f", σ {level}") + ("" if w.task != "car" else f", q {level}"))
         lines += [heading, "", f"![{w.name}](gallery/{path.name})", ""]
         if only is not None and w.name not in only and path.exists():
