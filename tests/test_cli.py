@@ -155,14 +155,21 @@ def test_load_model_by_name_and_file(shipped):
     assert load_model(shipped / "dn-gray.safetensors").colors == 1
 
 
+def rgba_and_gray16(folder: Path, seed: int) -> tuple[Path, Path]:
+    """A random 24x20 RGBA PNG and a 16-bit gray PNG in ``folder``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    rgba, gray16 = folder / "rgba.png", folder / "gray16.png"
+    Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8), "RGBA").save(rgba)
+    Image.fromarray(rng.integers(0, 65536, (20, 24), dtype=np.uint16)).save(gray16)
+    return rgba, gray16
+
+
 def test_restore_keeps_alpha_16_bit_and_gray(shipped, tmp_path, capsys):
     from PIL import Image
 
-    rng = np.random.default_rng(1)
-    rgba = tmp_path / "rgba.png"
-    Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8), "RGBA").save(rgba)
-    gray16 = tmp_path / "gray16.png"
-    Image.fromarray(rng.integers(0, 65536, (20, 24), dtype=np.uint16)).save(gray16)
+    rgba, gray16 = rgba_and_gray16(tmp_path, seed=1)
     out = tmp_path / "out"
     assert main(["restore", str(rgba), str(gray16), "-o", str(out), "--weights", "sr-x2", "--ensemble"]) == 0
     with Image.open(out / "rgba.png") as image:
@@ -179,11 +186,7 @@ def test_restore_writes_the_format_of_the_suffix(shipped, tmp_path, capsys):
     """.tif is a TIFF (not a PNG under another name), JPEG keeps quality, an unknown suffix fails before any work."""
     from PIL import Image
 
-    rng = np.random.default_rng(3)
-    rgba = tmp_path / "rgba.png"
-    Image.fromarray(rng.integers(0, 256, (20, 24, 4), dtype=np.uint8), "RGBA").save(rgba)
-    gray16 = tmp_path / "gray16.png"
-    Image.fromarray(rng.integers(0, 65536, (20, 24), dtype=np.uint16)).save(gray16)
+    rgba, gray16 = rgba_and_gray16(tmp_path, seed=3)
     formats = {"a.tif": ("TIFF", "RGBA"), "a.webp": ("WEBP", "RGBA"), "a.bmp": ("BMP", "RGB"), "a.jpg": ("JPEG", "RGB")}
     for name, (fmt, mode) in formats.items():
         assert main(["restore", str(rgba), "-o", str(tmp_path / name), "--weights", "sr-x2"]) == 0
