@@ -31,7 +31,7 @@ def main() -> None:
     from panet.data import EvalPairs, find_set
     from panet.evaluate import network_restorer
     from panet.metrics import psnr
-    from panet.pretrained import list_weights
+    from panet.pretrained import list_weights, task_text
     from panet.tasks import get_task
     from panet.weights import load_weights
 
@@ -58,8 +58,7 @@ def main() -> None:
         pairs = EvalPairs(find_set(set_name, args.data_root), task=w.task, level=level, colors=model.colors)
         pairs.files = pairs.files[:1]
         path = out_dir / f"{w.name}.png"
-        trained_for = "" if w.level_text == "-" else f" ({w.level_text})"  # demosaicing has no level
-        heading = (f"## {w.name}: {w.task}{trained_for}, {set_name} {pairs.files[0].stem}" +
+        heading = (f"## {w.name}: {task_text(w)}, {set_name} {pairs.files[0].stem}" +
                    ("" if w.task != "denoise" else f", σ {level}") + ("" if w.task != "car" else f", q {level}"))
         lines += [heading, "", f"![{w.name}](gallery/{path.name})", ""]
         if only is not None and w.name not in only and path.exists():

@@ -193,7 +193,7 @@ def readme_summary() -> list[str]:
 
 def render() -> str:
     from panet import __version__
-    from panet.pretrained import list_weights
+    from panet.pretrained import list_weights, task_text
 
     out = [
         "# Results of the shipped weights",
@@ -214,7 +214,7 @@ def render() -> str:
         out += ["No weights ship yet.", ""]
     for w in shipped:
         card = w.card
-        out += [f"## {w.name}: {w.task} ({w.level_text})", "",
+        out += [f"## {w.name}: {task_text(w)}", "",
                 f"`{card.get('preset')}`, {card.get('iterations', '?')} iterations on "
                 f"{', '.join(f'{k} ({v} images)' for k, v in card.get('training_data', {}).items())}, seed {card.get('seed')}: "
                 f"`{card.get('command')}`", "",

@@ -56,6 +56,11 @@ class ShippedWeights:
         return f"{name} {self.low:g}" if self.low == self.high else f"{name} {self.low:g}..{self.high:g}"
 
 
+def task_text(weights: "ShippedWeights") -> str:
+    """'sr (x2)', 'denoise (σ 0..75)', or just 'demosaic' (no level): how documents head a model's section."""
+    return weights.task if weights.low is None else f"{weights.task} ({weights.level_text})"
+
+
 def level_range(level: Any) -> tuple[float | None, float | None]:
     if level is None:
         return None, None
