@@ -69,3 +69,14 @@ def test_forward_tiled_is_seamless_for_local_models():
     assert torch.allclose(full, tiled, atol=1e-5)
     with pytest.raises(ValueError, match="overlap"):
         panet.forward_tiled(Identity(), x, tile=16, overlap=16)
+
+
+def test_forward_tiled_reports_each_tile():
+    calls = []
+    x = torch.rand(1, 3, 70, 93)
+    panet.forward_tiled(Identity(), x, tile=32, overlap=8, progress=lambda done, total: calls.append((done, total)))
+    # starts every 24 px plus one flush with the far edge: 3 x 4 tiles
+    assert calls == [(i, 12) for i in range(1, 13)]
+    calls.clear()
+    panet.forward_tiled(Identity(), x[:, :, :20, :20], tile=32, overlap=8, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 1)]

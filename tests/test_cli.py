@@ -308,3 +308,13 @@ def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys, mon
     rgb = panet.restore(colour, task="denoise")
     assert np.array_equal(rgb, panet.restore(colour, weights="dn-rgb"))
     assert np.array_equal(panet.restore(colour[:, :, 0], task="denoise"), panet.restore(colour[:, :, 0], weights="dn-gray"))
+
+
+def test_tile_bar_restarts_for_each_pass():
+    from panet.cli import _TileBar
+
+    with _TileBar(show=True) as tiles:
+        for _ in range(2):  # e.g. a colour image on a gray network: one pass per channel
+            for done in range(1, 11):
+                tiles.update(done, 10)
+        assert (tiles.bar.n, tiles.bar.total) == (10, 10)

@@ -162,10 +162,11 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                 if info.get("notice"):
                     print(f"note: {info['notice']}", file=sys.stderr)
                 model, task, tile = network(image_colors(array))
-                run = dict(tiling=args.tiling, tile=tile, overlap=args.tile_overlap, ensemble=args.ensemble,
-                           precision=args.precision)
-                for note in write_image_float(target, restore_float(model, array, task=task, device=device, **run),
-                                              info):
+                with _TileBar() as tiles:
+                    run = dict(tiling=args.tiling, tile=tile, overlap=args.tile_overlap, ensemble=args.ensemble,
+                               precision=args.precision, progress=tiles.update)
+                    restored = restore_float(model, array, task=task, device=device, **run)
+                for note in write_image_float(target, restored, info):
                     print(f"note: {note}", file=sys.stderr)
                 tqdm.write(f"{path} -> {target}", file=sys.stdout)
             except (CliError, ValueError, FileNotFoundError, OSError) as exc:
@@ -174,6 +175,31 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     if failures:
         raise CliError(f"{len(failures)} of {len(inputs)} images failed: {', '.join(failures[:5])}"
                        + (" ..." if len(failures) > 5 else ""))
+
+
+class _TileBar:
+    """A progress bar over one image's tiles (on a terminal, for images of many tiles); each pass (x8 ensemble,
+    channel by channel) restarts it."""
+
+    def __init__(self, show: bool | None = None):  # None: on a terminal only
+        self.bar, self.show = None, show
+
+    def update(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc="tiles", unit="tile", leave=False, file=sys.stderr,
+                            disable=True if total < 8 else (None if self.show is None else not self.show))
+        elif done == 1:
+            self.bar.reset(total=total)
+        self.bar.update(1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _positive_int(text: str, flag: str) -> int:

@@ -90,7 +90,8 @@ def _ramp(length: int, overlap: int, taper_start: bool, taper_end: bool, device,
     return w
 
 
-def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16, scale: int | None = None) -> Tensor:
+def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16, scale: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Tensor:
     """Run ``model`` on overlapping ``tile`` x ``tile`` windows and blend the seams.
 
     Memory is bounded by one tile whatever the image size. Each output pixel is
@@ -98,6 +99,7 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
     over the overlap. For a local network whose receptive radius is at most
     ``overlap / 4`` the result equals the untiled one; for pyramid attention a
     tile limits where attention can look (larger tiles see more of the image).
+    ``progress(done, total)`` is called after each tile (for a progress bar).
     """
     if x.dim() != 4:
         raise ValueError(f"forward_tiled expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
@@ -106,23 +108,28 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
     scale = int(getattr(model, "scale", 1) if scale is None else scale)
     b, _, h, w = x.shape
     if h <= tile and w <= tile:
-        return model(x)
+        y = model(x)
+        if progress is not None:
+            progress(1, 1)
+        return y
     stride = tile - overlap
     out = weight = None
-    for y0 in _tile_starts(h, tile, stride):
-        for x0 in _tile_starts(w, tile, stride):
-            y = model(x[:, :, y0 : y0 + tile, x0 : x0 + tile])
-            if out is None:
-                out = y.new_zeros(b, y.shape[1], h * scale, w * scale)
-                weight = y.new_zeros(1, 1, h * scale, w * scale)
-            th, tw = y.shape[-2:]
-            ov = overlap * scale
-            rows = _ramp(th, ov, y0 > 0, y0 + tile < h, y.device, y.dtype)
-            cols = _ramp(tw, ov, x0 > 0, x0 + tile < w, y.device, y.dtype)
-            mask = rows[:, None] * cols[None, :]
-            ys, xs = slice(y0 * scale, y0 * scale + th), slice(x0 * scale, x0 * scale + tw)
-            out[:, :, ys, xs] += y * mask
-            weight[:, :, ys, xs] += mask
+    starts = [(y0, x0) for y0 in _tile_starts(h, tile, stride) for x0 in _tile_starts(w, tile, stride)]
+    for done, (y0, x0) in enumerate(starts, 1):
+        y = model(x[:, :, y0 : y0 + tile, x0 : x0 + tile])
+        if out is None:
+            out = y.new_zeros(b, y.shape[1], h * scale, w * scale)
+            weight = y.new_zeros(1, 1, h * scale, w * scale)
+        th, tw = y.shape[-2:]
+        ov = overlap * scale
+        rows = _ramp(th, ov, y0 > 0, y0 + tile < h, y.device, y.dtype)
+        cols = _ramp(tw, ov, x0 > 0, x0 + tile < w, y.device, y.dtype)
+        mask = rows[:, None] * cols[None, :]
+        ys, xs = slice(y0 * scale, y0 * scale + th), slice(x0 * scale, x0 * scale + tw)
+        out[:, :, ys, xs] += y * mask
+        weight[:, :, ys, xs] += mask
+        if progress is not None:
+            progress(done, len(starts))
     return out / weight
 
 

@@ -14,7 +14,7 @@ a colour network goes through as three equal channels and comes back gray.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -82,8 +82,10 @@ def check_run_options(task: str | None, *, tiling: str = "tile", ensemble: bool 
 
 
 def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", tile: int = 64, overlap: int = 16,
-                ensemble: bool = False, precision: str = "fp32") -> Tensor:
-    """(1, C, H, W) float in [0, 1] -> network output, tiled, optionally x8-ensembled, under autocast."""
+                ensemble: bool = False, precision: str = "fp32",
+                progress: Callable[[int, int], None] | None = None) -> Tensor:
+    """(1, C, H, W) float in [0, 1] -> network output, tiled, optionally x8-ensembled, under autocast.
+    ``progress(done, total)``: called after each tile of each pass (``--tiling tile`` only)."""
     from .inference import forward_chop, forward_ensemble, forward_tiled
     from .tasks import get_task
 
@@ -94,7 +96,7 @@ def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", til
         if tiling == "legacy":
             return forward_chop(model, t, min_size=min_size) if t.shape[-2] * t.shape[-1] >= min_size else model(t)
         if tiling == "tile":
-            return forward_tiled(model, t, tile=tile, overlap=overlap)
+            return forward_tiled(model, t, tile=tile, overlap=overlap, progress=progress)
         return model(t)
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
