@@ -78,8 +78,6 @@ def _onednn_available(t: Tensor) -> bool:
     )
 
 
-
-
 class _Gemm:
     """``x @ w.T`` for a weight tile reused across many query blocks.
 
@@ -123,7 +121,8 @@ def _soft_forward(qs: Tensor, kt: Tensor, vt: Tensor, qb: int, kb: int, pv_dtype
         score = _Gemm(torch.cat([kt[:, k0:k1].t(), ones[: k1 - k0]], 1), qb, onednn)
         v_tile = vt[:, k0:k1].to(pv_dtype if low_precision else qs.dtype)
         # oneDNN packs bf16 weights only on CPUs with native bf16 (not on AVX2-only ones): else torch.mm
-        value = _Gemm(v_tile, qb, onednn and (not low_precision or (pv_dtype == torch.bfloat16 and native_bf16(qs.device))))
+        packable = not low_precision or (pv_dtype == torch.bfloat16 and native_bf16(qs.device))
+        value = _Gemm(v_tile, qb, onednn and packable)
         for q0 in range(0, n, qb):
             q1 = min(q0 + qb, n)
             s = score(qa[q0:q1])

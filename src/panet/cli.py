@@ -47,7 +47,9 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 def _eval_label(task: str, row: dict) -> str:
     """'CBSD68 σ50' for a card's eval row of a blind model (its rows differ by level); 'Set5' for SR weights."""
-    prefix = {"denoise": "σ", "car": "q"}.get(task)
+    from .pretrained import LEVEL_SYMBOLS
+
+    prefix = LEVEL_SYMBOLS.get(task)
     if prefix is None or row.get("level") is None:
         return row["set"]
     return f"{row['set']} {prefix}{row['level']:g}"
@@ -185,9 +187,9 @@ class _TileBar:
         self.bar, self.show = None, show
 
     def update(self, done: int, total: int) -> None:
-        from tqdm import tqdm
-
         if self.bar is None:
+            from tqdm import tqdm
+
             self.bar = tqdm(total=total, desc="tiles", unit="tile", leave=False, file=sys.stderr,
                             disable=True if total < 8 else (None if self.show is None else not self.show))
         elif done == 1:
@@ -498,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("restore", help="restore images (shipped weights by default)")
     p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("-o", "--output", required=True, help="output file (one input: .png, .jpg, .tif, .bmp or .webp) or folder (several inputs, or a "
+    p.add_argument("-o", "--output", required=True,
+                   help="output file (one input: .png, .jpg, .tif, .bmp or .webp) or folder (several inputs, or a "
                    "folder: PNGs with the inputs' stems)")
     p.add_argument("--task", choices=["sr", "denoise", "car", "demosaic"],
                    help="what to undo; picks the shipped weights for it (not needed with --weights)")

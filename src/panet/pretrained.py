@@ -21,6 +21,9 @@ from typing import Any
 SHIPPED = Path(__file__).resolve().parent / "pretrained"
 
 
+LEVEL_SYMBOLS = {"denoise": "σ", "car": "q"}  # how a level is written for tasks whose level is not a scale
+
+
 @dataclass(frozen=True)
 class ShippedWeights:
     name: str
@@ -52,7 +55,7 @@ class ShippedWeights:
             return "-"
         if self.task == "sr":
             return f"x{self.low:g}"
-        name = {"denoise": "σ", "car": "q"}[self.task]
+        name = LEVEL_SYMBOLS[self.task]
         return f"{name} {self.low:g}" if self.low == self.high else f"{name} {self.low:g}..{self.high:g}"
 
 
