@@ -63,6 +63,7 @@ def evaluate(task, level, sets, variant, label, run, out, args) -> None:
     for set_name in sets:
         mean = evaluate_cached(weights, task, level, set_name, args.data_root, "legacy", 64, 16)
         record = {"task": task, "level": level, "set": set_name, "variant": label, "iterations": card["iterations"],
+                  "precision": card.get("precision", "fp32"),
                   **{k: mean[k] for k in ("tiling", "images", "psnr", "ssim", "seconds")}}
         (out / f"{task}_{set_name}_{variant}.json").write_text(json.dumps(record, indent=1))
         print(f"{task} {level} {set_name} {label}: {mean['psnr']:.2f} / {mean['ssim']:.4f}", flush=True)

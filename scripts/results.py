@@ -228,17 +228,43 @@ def render() -> str:
             out.append(f"| {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
                        f"{protocol_text(row['tiling'])} | {base_txt} | {delta} | {fmt(paper)} |")
         out.append("")
-    ablation = sorted(ABLATION.glob("*.json")) if ABLATION.is_dir() else []
-    if ablation:
-        out += ["## Ablation: pyramid attention vs single-scale non-local vs none", "",
-                "Same small network, data, seed and schedule; only the attention block differs (`scripts/ablation.py`).", "",
-                "| task | level | set | variant | PSNR / SSIM | iterations |", "|---|---|---|---|---|---|"]
-        for path in ablation:
-            r = json.loads(path.read_text())
-            out.append(f"| {r['task']} | {LEVEL[r['task']].format(r['level'])} | {r['set']} | {r['variant']} | "
-                       f"{r['psnr']:.2f} / {r['ssim']:.4f} | {r['iterations']} |")
-        out.append("")
+    out += ablation_table()
     return "\n".join(out)
+
+
+def ablation_table() -> list[str]:
+    """Markdown lines of the ablation: one row per (task, set), one column per attention variant, and the
+    gain of each attention over none; a row mixing runs of different length or precision says so."""
+    records = [json.loads(p.read_text()) for p in sorted(ABLATION.glob("*.json"))] if ABLATION.is_dir() else []
+    if not records:
+        return []
+    variants = ["pyramid attention (5 levels)", "single-scale non-local", "no attention"]
+    rows: dict[tuple, dict] = {}
+    for r in records:
+        rows.setdefault((r["task"], r["level"], r["set"]), {})[r["variant"]] = r
+    out = ["## Ablation: pyramid attention vs single-scale non-local vs none", "",
+           "Same small network, data, seed and schedule; only the attention block differs "
+           "(`scripts/ablation.py`). PSNR / SSIM; in brackets, the gain over no attention.", "",
+           "| task | level | set | " + " | ".join(variants) + " | iterations | precision |",
+           "|---|---|---|---|---|---|---|---|"]
+    for (task, level, set_name), by_variant in sorted(rows.items()):
+        none = by_variant.get("no attention")
+        cells = []
+        for v in variants:
+            r = by_variant.get(v)
+            if r is None:
+                cells.append("not run yet")
+                continue
+            gain = f" ({r['psnr'] - none['psnr']:+.2f})" if none is not None and r is not none else ""
+            cells.append(f"{r['psnr']:.2f} / {r['ssim']:.4f}{gain}")
+        runs = {(r["iterations"], r.get("precision", "fp32")) for r in by_variant.values()}
+        iterations = ", ".join(str(i) for i in sorted({i for i, _ in runs}))
+        precision = ", ".join(sorted({p for _, p in runs}))
+        note = " (differ!)" if len(runs) > 1 else ""
+        out.append(f"| {task} | {LEVEL[task].format(level)} | {set_name} | " + " | ".join(cells)
+                   + f" | {iterations}{note} | {precision} |")
+    out.append("")
+    return out
 
 
 def main() -> None:

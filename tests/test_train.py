@@ -168,6 +168,24 @@ def test_init_from_weights_skips_only_what_is_listed(tmp_path):
             assert torch.equal(x4.state_dict()[key], value), key
 
 
+def test_gray_model_folded_from_colour_weights_runs_as_the_colour_one_on_gray(tmp_path):
+    from panet import create_model
+    from panet.train import load_init_weights
+    from panet.weights import save_weights
+
+    torch.manual_seed(0)
+    colour = create_model("panet-dn-s", blocks=2, features=8, attention_reduction=2).eval()
+    save_weights(colour, tmp_path / "colour.safetensors")
+    gray = create_model("panet-dn-gray-s", blocks=2, features=8, attention_reduction=2).eval()
+    with pytest.raises(ValueError, match="shape mismatch"):
+        load_init_weights(gray, tmp_path / "colour.safetensors")
+    assert load_init_weights(gray, tmp_path / "colour.safetensors", fold=True) == []
+    x = torch.rand(1, 1, 20, 20)
+    with torch.no_grad():
+        expected = colour(x.expand(1, 3, 20, 20)).mean(dim=1, keepdim=True)
+        torch.testing.assert_close(gray(x), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_curves_png_is_written(tiny, tmp_path):
     from PIL import Image
 

@@ -72,6 +72,9 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     init: str | None = None  # start from these weights (.safetensors or a checkpoint.pt), e.g. SR x4 from x2
     init_skip: list[str] = field(default_factory=list)  # glob patterns of keys left freshly initialised
+    # gray model from colour init weights: the first conv's colour inputs are summed and the last conv's
+    # colour outputs averaged, so the gray network starts as the colour one run on a gray image
+    init_fold_colors: bool = False
     ema: float | None = 0.999  # decay (warmed up as min(ema, (1+t)/(10+t))); None disables
     val_every: int = 1000
     checkpoint_every: int = 500
@@ -164,6 +167,8 @@ def _validate(c: TrainConfig) -> None:
         raise ValueError(f"device must be auto, cpu or cuda, got {c.device!r}")
     if c.init_skip and not c.init:
         raise ValueError("init_skip is set but init is not")
+    if c.init_fold_colors and not c.init:
+        raise ValueError("init_fold_colors is set but init is not")
     for name in ("iterations", "batch_size", "val_every", "checkpoint_every", "log_every"):
         if not isinstance(getattr(c, name), int) or getattr(c, name) < 1:
             raise ValueError(f"{name} must be a positive integer")
@@ -229,9 +234,27 @@ def _device(name: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def load_init_weights(model: torch.nn.Module, path: str | os.PathLike, skip: list[str] = ()) -> list[str]:
+def fold_colors(source: dict, target: dict, head: str = "head.", tail: str = "tail.") -> dict:
+    """Colour weights made gray: where ``head.*`` / ``tail.*`` of ``source`` have 3 colour channels and
+    ``target`` has 1, the head's weights are summed over their inputs (a gray image is R = G = B) and the
+    tail's weights and bias averaged over their outputs (the gray of the colour output)."""
+    folded = dict(source)
+    for key, value in source.items():
+        want = target.get(key)
+        if want is None or value.shape == want.shape:
+            continue
+        if key.startswith(head) and value.dim() == 4 and value.shape[1] != want.shape[1] and want.shape[1] == 1:
+            folded[key] = value.sum(dim=1, keepdim=True)
+        elif key.startswith(tail) and value.shape[0] != want.shape[0] and want.shape[0] == 1:
+            folded[key] = value.mean(dim=0, keepdim=True)
+    return folded
+
+
+def load_init_weights(model: torch.nn.Module, path: str | os.PathLike, skip: list[str] = (),
+                      fold: bool = False) -> list[str]:
     """Load ``path`` into ``model`` strictly, except keys matching a ``skip`` glob
     (kept as initialised). A checkpoint.pt contributes its EMA weights when it has them.
+    ``fold``: colour head/tail weights are folded into a gray model's (:func:`fold_colors`).
     Returns the skipped keys of the model."""
     import fnmatch
 
@@ -249,6 +272,8 @@ def load_init_weights(model: torch.nn.Module, path: str | os.PathLike, skip: lis
         state = _load_checkpoint(path)
         source = state.get("ema") or state["model"]
     target = model.state_dict()
+    if fold:
+        source = fold_colors(source, target)
     skipped = [k for k in target if any(fnmatch.fnmatch(k, pattern) for pattern in skip)]
     source = {k: v for k, v in source.items() if not any(fnmatch.fnmatch(k, pattern) for pattern in skip)}
     missing = sorted(set(target) - set(skipped) - set(source))
@@ -333,7 +358,7 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
     torch.manual_seed(config.seed)
     model = create_model(config.model, **config.model_overrides)
     if config.init and not resume:
-        load_init_weights(model, config.init, config.init_skip)
+        load_init_weights(model, config.init, config.init_skip, config.init_fold_colors)
     model.to(device)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas), eps=config.optim.eps,
