@@ -153,3 +153,21 @@ def test_attention_finding_follows_the_numbers():
 
     assert "every coarser level gains" in finding(result([0.7, 0.3], [0.5, 0.5]))[-1]
     assert "no coarser level gains" in finding(result([0.5, 0.5], [0.7, 0.3]))[-1]
+
+
+def test_ablation_table_puts_variants_side_by_side_and_flags_unequal_runs(tmp_path, monkeypatch):
+    import results
+
+    monkeypatch.setattr(results, "ABLATION", tmp_path)
+    assert results.ablation_table() == []
+    base = {"task": "sr", "level": 2, "set": "Set5", "ssim": 0.95}
+    for key, label, psnr, iterations in [("pa", "pyramid attention (5 levels)", 36.5, 1500),
+                                         ("none", "no attention", 36.0, 1500)]:
+        (tmp_path / f"sr_Set5_{key}.json").write_text(json.dumps(
+            {**base, "variant": label, "psnr": psnr, "iterations": iterations, "precision": "bf16"}))
+    rows = [line for line in results.ablation_table() if line.startswith("| sr")]
+    assert rows == ["| sr | x2 | Set5 | 36.50 / 0.9500 (+0.50) | not run yet | 36.00 / 0.9500 | 1500 | bf16 |"]
+    (tmp_path / "sr_Set5_none.json").write_text(json.dumps(
+        {**base, "variant": "no attention", "psnr": 36.0, "iterations": 3000}))  # an older fp32 run
+    (row,) = [line for line in results.ablation_table() if line.startswith("| sr")]
+    assert row.endswith("| 1500, 3000 (differ!) | bf16, fp32 |")
