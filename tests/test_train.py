@@ -267,4 +267,4 @@ def test_every_recipe_loads_builds_and_trains_on_training_sets_only(recipe):
     init = root / config.init if config.init else None
     if init is not None and init.suffix == ".safetensors":  # in the repo; runs/*/checkpoint.pt exist only where trained
         assert init.is_file(), init
-        load_init_weights(model, init, config.init_skip)
+        load_init_weights(model, init, config.init_skip, config.init_fold_colors)
