@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from ablation import VARIANTS  # noqa: E402
 from baselines import CACHE as BASELINE_CACHE  # noqa: E402
 from baselines import LABELS, LEVEL, PLAN, key_name  # noqa: E402
 from readme_block import replace_block  # noqa: E402
@@ -238,7 +239,8 @@ def ablation_table() -> list[str]:
     records = [json.loads(p.read_text()) for p in sorted(ABLATION.glob("*.json"))] if ABLATION.is_dir() else []
     if not records:
         return []
-    variants = ["pyramid attention (5 levels)", "single-scale non-local", "no attention"]
+    variants = [label for _, label in VARIANTS.values()]
+    no_attention = VARIANTS["none"][1]
     rows: dict[tuple, dict] = {}
     for r in records:
         rows.setdefault((r["task"], r["level"], r["set"]), {})[r["variant"]] = r
@@ -248,7 +250,7 @@ def ablation_table() -> list[str]:
            "| task | level | set | " + " | ".join(variants) + " | iterations | precision |",
            "|---|---|---|---|---|---|---|---|"]
     for (task, level, set_name), by_variant in sorted(rows.items()):
-        none = by_variant.get("no attention")
+        none = by_variant.get(no_attention)
         cells = []
         for v in variants:
             r = by_variant.get(v)
