@@ -149,7 +149,9 @@ def targets_table(shipped) -> list[str]:
     rows = ["## Targets", "", "| target | ours | needed | met |", "|---|---|---|---|"]
     for task, set_name, level, goal in TARGETS:
         where = set_name if level is None else f"{set_name} {LEVEL[task].format(level)}"
-        ours = next((r for w in shipped for r in headline_rows(w.card.get("eval", []))
+        # the weights `panet restore` picks at this level: a model trained for the level alone before a blind one
+        by_width = sorted(shipped, key=lambda w: 0.0 if w.low is None else w.high - w.low)
+        ours = next((r for w in by_width for r in headline_rows(w.card.get("eval", []))
                      if r["task"] == task and r["set"] == set_name and r["level"] == level), None)
         if isinstance(goal, tuple):
             path = BASELINE_CACHE / key_name(task, level, set_name, goal[0])
@@ -215,8 +217,10 @@ def render() -> str:
         out += ["No weights ship yet.", ""]
     for w in shipped:
         card = w.card
+        init = card.get("init")
+        start = f" from `{init.get('shipped_as') or init['file']}`" if init else ""
         out += [f"## {w.name}: {task_text(w)}", "",
-                f"`{card.get('preset')}`, {card.get('iterations', '?')} iterations on "
+                f"`{card.get('preset')}`, {card.get('iterations', '?')} iterations{start} on "
                 f"{', '.join(f'{k} ({v} images)' for k, v in card.get('training_data', {}).items())}, seed {card.get('seed')}: "
                 f"`{card.get('command')}`", "",
                 "| set | level | ours PSNR / SSIM | tiling | best classical | Δ PSNR | paper |", "|---|---|---|---|---|---|---|"]

@@ -1,6 +1,6 @@
 """Ship a training run's weights: copy runs/<name>/weights.safetensors and card.json into the package.
 
-    python scripts/ship_weights.py runs/panet-dn-s [--name panet-dn-s]
+    python scripts/ship_weights.py runs/panet-dn-s [--name panet-dn-s]   # default name: the recipe's
     python scripts/results.py --data-root ../shared/data --only panet-dn-s   # then add the eval table
 
 The weights are the run's EMA weights as `panet train` wrote them at its last checkpoint; the card records the
@@ -19,6 +19,12 @@ DEST = ROOT / "src" / "panet" / "pretrained"
 LIMIT = 20 * 2**20
 
 
+def recipe_name(command: str) -> str | None:
+    """The recipe's file stem (``panet train configs/panet-dn-gray-s-sigma15.yaml`` -> its name): several recipes
+    may train one preset (a blind model and one per level), so the preset alone does not name the weights."""
+    return next((Path(part).stem for part in command.split() if part.endswith((".yaml", ".yml"))), None)
+
+
 def recipe_notes(command: str) -> str:
     """The leading comment block of the recipe named in the card's command (``panet train configs/X.yaml``)."""
     recipe = next((ROOT / part for part in command.split() if part.endswith((".yaml", ".yml"))), None)
@@ -32,10 +38,20 @@ def recipe_notes(command: str) -> str:
     return " ".join(lines)
 
 
+def init_record(path: Path, text: str) -> dict:
+    """What a fine-tuned run started from: the init file's SHA-256 and the shipped weights it equals, if any (a
+    recipe names a run folder, e.g. runs/panet-dn-gray-s/weights.safetensors; this says which weights that was)."""
+    import hashlib
+
+    data = path.read_bytes()
+    same = [p.stem for p in sorted(DEST.glob("*.safetensors")) if p.read_bytes() == data]
+    return {"file": text, "sha256": hashlib.sha256(data).hexdigest(), "shipped_as": same[0] if same else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", help="a run folder with weights.safetensors and card.json")
-    parser.add_argument("--name", help="shipped name (default: the card's preset)")
+    parser.add_argument("--name", help="shipped name (default: the recipe's name, else the card's preset)")
     args = parser.parse_args()
     run = Path(args.run)
     weights, card_path = run / "weights.safetensors", run / "card.json"
@@ -45,11 +61,14 @@ def main() -> None:
     if weights.stat().st_size > LIMIT:
         sys.exit(f"ship_weights: {weights} is {weights.stat().st_size / 2**20:.1f} MB, over the 20 MB limit")
     card = json.loads(card_path.read_text())
-    name = args.name or card["preset"]
+    name = args.name or recipe_name(card.get("command", "")) or card["preset"]
     card["name"] = name
     notes = recipe_notes(card.get("command", ""))
     if notes:
         card["notes"] = notes  # why the recipe is what it is (blind range or per level, size, data), from its comments
+    init = (card.get("config") or {}).get("init")
+    if init and (ROOT / init).is_file() and "init" not in card:
+        card["init"] = init_record(ROOT / init, init)
     shipped_card = DEST / f"{name}.json"
     if shipped_card.exists() and (DEST / f"{name}.safetensors").read_bytes() == weights.read_bytes():
         previous = json.loads(shipped_card.read_text())

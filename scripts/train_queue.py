@@ -13,7 +13,8 @@ where the checkpoints stopped (a finished run is skipped). Each recipe runs as `
 
 Workers claim a recipe with an flock on `.queue.lock` in its run folder (the kernel releases it when the worker
 dies, so nothing stale survives a killed session), so several workers given the same list share it out and stay busy until it is done. A recipe that
-starts from another run's checkpoint (`init: runs/X/checkpoint.pt`) waits until that run has finished.
+starts from another run's output (`init: runs/X/checkpoint.pt` or `runs/X/weights.safetensors`) waits until that run has
+finished.
 """
 from __future__ import annotations
 
@@ -105,7 +106,9 @@ def main() -> None:
                     announced.add(name)
                 continue
             init = root / config.init if config.init else None
-            if init is not None and init.name == "checkpoint.pt" and not checkpoint.exists() and not _finished(init):
+            # a recipe that starts from another run's output (its checkpoint or its EMA weights) waits for that run
+            if (init is not None and init.name in ("checkpoint.pt", "weights.safetensors") and not checkpoint.exists()
+                    and not _finished(init.parent / "checkpoint.pt")):
                 in_queue = any(root / c.out_dir == init.parent for _, c in configs.values())
                 if not in_queue and not _locked(init.parent):
                     sys.exit(f"train_queue: {name} starts from {config.init}, which is unfinished and not in this "

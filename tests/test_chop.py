@@ -80,3 +80,25 @@ def test_forward_tiled_reports_each_tile():
     calls.clear()
     panet.forward_tiled(Identity(), x[:, :, :20, :20], tile=32, overlap=8, progress=lambda d, t: calls.append((d, t)))
     assert calls == [(1, 1)]
+
+
+def test_forward_tiled_batches_tiles_without_changing_the_result():
+    torch.manual_seed(0)
+    net = panet.create_model("panet-dn-s", blocks=2, features=8).eval()
+    x = torch.rand(2, 3, 45, 58)
+    calls, batch_sizes = [], []
+
+    def model(t):
+        batch_sizes.append(t.shape[0])
+        return net(t)
+
+    with torch.no_grad():
+        one = panet.forward_tiled(net, x, tile=24, overlap=6)
+        grouped = panet.forward_tiled(model, x, tile=24, overlap=6, tiles_per_batch=4,
+                                      progress=lambda done, total: calls.append((done, total)))
+    assert torch.allclose(one, grouped, atol=1e-5)
+    # 3 x 3 tiles of 2 images: groups of 4, 4 and 1 tiles
+    assert batch_sizes == [8, 8, 2]
+    assert calls == [(i, 9) for i in range(1, 10)]
+    with pytest.raises(ValueError, match="tiles_per_batch"):
+        panet.forward_tiled(net, x, tile=24, overlap=6, tiles_per_batch=0)

@@ -155,6 +155,23 @@ def test_load_model_by_name_and_file(shipped):
     assert load_model(shipped / "dn-gray.safetensors").colors == 1
 
 
+def test_per_level_weights_win_over_blind_ones_at_their_level(shipped):
+    import json
+
+    from panet.pretrained import find_weights
+    from panet.weights import save_weights
+
+    for name, preset, level in [("dn-gray-sigma25", "panet-dn-gray-s", 25), ("dn-colour", "panet-dn-s", [0, 75])]:
+        model = panet.create_model(preset, blocks=2, features=8, attention_reduction=2)
+        save_weights(model, shipped / f"{name}.safetensors", metadata={"task": "denoise", "level": json.dumps(level)})
+        (shipped / f"{name}.json").write_text(json.dumps({"name": name, "preset": preset, "task": "denoise", "level": level}))
+    assert find_weights("denoise", 25, colors=1).name == "dn-gray-sigma25"
+    assert find_weights("denoise", 24, colors=1).name == "dn-gray"  # off its level: the blind model
+    assert find_weights("denoise", None, colors=1).name == "dn-gray"  # no level: the widest range, the blind one
+    assert find_weights("denoise", 25, colors=3).name == "dn-colour"  # the channels matter more than the range
+    assert find_weights("denoise", 60, colors=1).name == "dn-colour"  # only the colour model covers 60
+
+
 def rgba_and_gray16(folder: Path, seed: int) -> tuple[Path, Path]:
     """A random 24x20 RGBA PNG and a 16-bit gray PNG in ``folder``."""
     from PIL import Image

@@ -171,3 +171,30 @@ def test_ablation_table_puts_variants_side_by_side_and_flags_unequal_runs(tmp_pa
         {**base, "variant": "no attention", "psnr": 36.0, "iterations": 3000}))  # an older fp32 run
     (row,) = [line for line in results.ablation_table() if line.startswith("| sr")]
     assert row.endswith("| 1500, 3000 (differ!) | bf16, fp32 |")
+
+
+def test_ship_weights_records_what_a_fine_tune_started_from(fake_shipped, tmp_path, monkeypatch):
+    import hashlib
+    import shutil
+
+    import ship_weights
+
+    monkeypatch.setattr(ship_weights, "DEST", fake_shipped)
+    monkeypatch.setattr(ship_weights, "ROOT", tmp_path)
+    blind, run = tmp_path / "runs" / "blind", tmp_path / "runs" / "sigma15"
+    for folder in (blind, run):
+        folder.mkdir(parents=True)
+    shutil.copyfile(fake_shipped / "tiny-dn-gray.safetensors", blind / "weights.safetensors")  # the shipped blind model
+    torch.manual_seed(1)
+    model = panet.create_model("panet-dn-gray-s", blocks=2, features=8, attention_reduction=2)
+    panet.save_weights(model, run / "weights.safetensors", metadata={"task": "denoise", "level": "15"})
+    card = {"preset": "panet-dn-gray-s", "task": "denoise", "level": 15, "iterations": 5, "planned_iterations": 5,
+            "command": "panet train configs/tiny-dn-gray-sigma15.yaml", "config": {"init": "runs/blind/weights.safetensors"}}
+    (run / "card.json").write_text(json.dumps(card))
+    monkeypatch.setattr(sys, "argv", ["ship_weights.py", str(run)])
+    ship_weights.main()  # named after its recipe, not its preset (which would overwrite the blind model)
+    shipped = json.loads((fake_shipped / "tiny-dn-gray-sigma15.json").read_text())
+    digest = hashlib.sha256((blind / "weights.safetensors").read_bytes()).hexdigest()
+    assert shipped["name"] == "tiny-dn-gray-sigma15"
+    assert shipped["init"] == {"file": "runs/blind/weights.safetensors", "sha256": digest, "shipped_as": "tiny-dn-gray"}
+    assert (fake_shipped / "tiny-dn-gray-sigma15.safetensors").read_bytes() == (run / "weights.safetensors").read_bytes()

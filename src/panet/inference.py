@@ -91,7 +91,7 @@ def _ramp(length: int, overlap: int, taper_start: bool, taper_end: bool, device,
 
 
 def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16, scale: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> Tensor:
+                  progress: Callable[[int, int], None] | None = None, tiles_per_batch: int = 1) -> Tensor:
     """Run ``model`` on overlapping ``tile`` x ``tile`` windows and blend the seams.
 
     Memory is bounded by one tile whatever the image size. Each output pixel is
@@ -100,11 +100,15 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
     ``overlap / 4`` the result equals the untiled one; for pyramid attention a
     tile limits where attention can look (larger tiles see more of the image).
     ``progress(done, total)`` is called after each tile (for a progress bar).
+    ``tiles_per_batch`` tiles go through the network in one batch (small tiles
+    keep the cores busier that way; memory grows with it).
     """
     if x.dim() != 4:
         raise ValueError(f"forward_tiled expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
     if tile < 1 or not 0 <= overlap < tile:
         raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+    if tiles_per_batch < 1:
+        raise ValueError(f"tiles_per_batch must be >= 1, got {tiles_per_batch}")
     scale = int(getattr(model, "scale", 1) if scale is None else scale)
     b, _, h, w = x.shape
     if h <= tile and w <= tile:
@@ -115,21 +119,26 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
     stride = tile - overlap
     out = weight = None
     starts = [(y0, x0) for y0 in _tile_starts(h, tile, stride) for x0 in _tile_starts(w, tile, stride)]
-    for done, (y0, x0) in enumerate(starts, 1):
-        y = model(x[:, :, y0 : y0 + tile, x0 : x0 + tile])
-        if out is None:
-            out = y.new_zeros(b, y.shape[1], h * scale, w * scale)
-            weight = y.new_zeros(1, 1, h * scale, w * scale)
-        th, tw = y.shape[-2:]
-        ov = overlap * scale
-        rows = _ramp(th, ov, y0 > 0, y0 + tile < h, y.device, y.dtype)
-        cols = _ramp(tw, ov, x0 > 0, x0 + tile < w, y.device, y.dtype)
-        mask = rows[:, None] * cols[None, :]
-        ys, xs = slice(y0 * scale, y0 * scale + th), slice(x0 * scale, x0 * scale + tw)
-        out[:, :, ys, xs] += y * mask
-        weight[:, :, ys, xs] += mask
-        if progress is not None:
-            progress(done, len(starts))
+    done = 0
+    for first in range(0, len(starts), tiles_per_batch):
+        group = starts[first : first + tiles_per_batch]
+        # every tile has the same size (the last ones are aligned to the image's end), so a group stacks
+        ys_out = model(torch.cat([x[:, :, y0 : y0 + tile, x0 : x0 + tile] for y0, x0 in group])).split(b)
+        for (y0, x0), y in zip(group, ys_out):
+            if out is None:
+                out = y.new_zeros(b, y.shape[1], h * scale, w * scale)
+                weight = y.new_zeros(1, 1, h * scale, w * scale)
+            th, tw = y.shape[-2:]
+            ov = overlap * scale
+            rows = _ramp(th, ov, y0 > 0, y0 + tile < h, y.device, y.dtype)
+            cols = _ramp(tw, ov, x0 > 0, x0 + tile < w, y.device, y.dtype)
+            mask = rows[:, None] * cols[None, :]
+            ys, xs = slice(y0 * scale, y0 * scale + th), slice(x0 * scale, x0 * scale + tw)
+            out[:, :, ys, xs] += y * mask
+            weight[:, :, ys, xs] += mask
+            done += 1
+            if progress is not None:
+                progress(done, len(starts))
     return out / weight
 
 

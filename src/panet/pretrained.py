@@ -90,7 +90,8 @@ def list_weights(*, task: str | None = None, folder: str | os.PathLike | None = 
 def find_weights(task: str, level: float | None = None, colors: int | None = None) -> ShippedWeights:
     """The shipped weights for ``task`` whose training range covers ``level``; with ``colors`` (1 or 3, the
     image's), weights for that many channels are preferred (a colour photo goes to the colour denoiser, not to the
-    gray one channel by channel)."""
+    gray one channel by channel), then the narrowest range (a model trained for σ 15 alone over the blind one;
+    with no level, the widest)."""
     from .tasks import get_task
 
     task = get_task(task).name
@@ -99,7 +100,12 @@ def find_weights(task: str, level: float | None = None, colors: int | None = Non
         raise ValueError(f"no trained weights ship for task {task!r} yet")
     covering = [w for w in candidates if w.covers(level)]
     if covering:
-        return next((w for w in covering if colors is not None and w.colors == colors), covering[0])
+        def preference(w: ShippedWeights) -> tuple[bool, float]:
+            width = 0.0 if w.low is None else w.high - w.low
+            # at a given level the specialist; with no level the model for the widest range
+            return (colors is not None and w.colors != colors, width if level is not None else -width)
+
+        return min(covering, key=preference)  # min is stable: ties keep the name order
     ranges = ", ".join(f"{w.name} ({w.level_text})" for w in candidates)
     raise ValueError(f"no shipped {task} weights cover level {level:g}; available: {ranges}")
 
