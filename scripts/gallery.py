@@ -3,10 +3,10 @@
     python scripts/gallery.py --data-root ../shared/data        # writes docs/gallery/<weights>.png and docs/gallery.md
     python scripts/gallery.py --data-root ../shared/data --only pa-edsr-s-x4   # redraw one; keep the others' PNGs
 
-For each shipped weights the first image of its task's first benchmark set at the paper's middle level is degraded
-exactly as `panet eval` degrades it, restored by the network (the release's chop, as evaluated) and by the best
-classical baseline of that task, and a centre crop of each is placed side by side, labelled with its PSNR on
-the whole image.
+For each shipped weights the first image of its task's first benchmark set at the paper's middle level (a model
+trained for one level: that level) is degraded exactly as `panet eval` degrades it, restored by the network (the
+release's chop, as evaluated) and by the best classical baseline of that task, and a centre crop of each is placed
+side by side, labelled with its PSNR on the whole image.
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def main() -> None:
         set_name, level, baseline = SHOW[w.task]
         if w.task == "denoise" and model.colors == 1:
             set_name = "Set12"
-        level = int(w.low) if w.task == "sr" else level
+        # SR weights and models trained for one level show their own level; blind ones the task's middle level
+        level = int(w.low) if w.task == "sr" or (w.low is not None and w.low == w.high) else level
         pairs = EvalPairs(find_set(set_name, args.data_root), task=w.task, level=level, colors=model.colors)
         pairs.files = pairs.files[:1]
         path = out_dir / f"{w.name}.png"
