@@ -85,6 +85,14 @@ def test_gallery_writes_one_sheet_per_weights(fake_shipped, tmp_path, monkeypatc
     assert (out / "tiny-x4.png").read_bytes() != b"old" and (out / "tiny-x4b.png").read_bytes() == b"old"
     text = (out.parent / "gallery.md").read_text()
     assert "## tiny-x4: sr (x4), Set14 " in text and "![tiny-x4b](gallery/tiny-x4b.png)" in text
+    # a model trained for one level is shown at that level (its sheet exists, so no BM3D runs here)
+    gray = panet.create_model("panet-dn-gray-s", blocks=2, features=8, attention_reduction=2)
+    panet.save_weights(gray, fake_shipped / "tiny-dn-gray-sigma15.safetensors", metadata={"task": "denoise", "level": "15"})
+    (fake_shipped / "tiny-dn-gray-sigma15.json").write_text(json.dumps(
+        {"name": "tiny-dn-gray-sigma15", "preset": "panet-dn-gray-s", "task": "denoise", "level": 15}))
+    (out / "tiny-dn-gray-sigma15.png").write_bytes(b"old")
+    gallery.main()
+    assert "## tiny-dn-gray-sigma15: denoise (σ 15), Set12 01, σ 15" in (out.parent / "gallery.md").read_text()
     monkeypatch.setattr(sys, "argv", [*argv, "--only", "nope"])
     with pytest.raises(SystemExit, match="no shipped weights nope"):
         gallery.main()
