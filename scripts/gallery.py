@@ -84,10 +84,13 @@ def main() -> None:
         sheet = Image.new("RGB", (len(panels) * (c + 6), c + 20), (255, 255, 255))
         draw = ImageDraw.Draw(sheet)
         for i, (label, image, score) in enumerate(panels):
+            text = label + ("" if score is None else f" {score:.2f} dB")
+            if draw.textlength(text) > c + 4 and label.startswith("ours: "):
+                text = "ours" + ("" if score is None else f" {score:.2f} dB")  # a long name would run into the next panel
             crop = np.ascontiguousarray(image[top : top + c, left : left + c])
             tile = Image.fromarray(crop[:, :, 0] if crop.shape[2] == 1 else crop).convert("RGB")
             sheet.paste(tile, (i * (c + 6), 20))
-            draw.text((i * (c + 6) + 2, 4), label + ("" if score is None else f" {score:.2f} dB"), fill=(0, 0, 0))
+            draw.text((i * (c + 6) + 2, 4), text, fill=(0, 0, 0))
         sheet.save(path)
         print(f"wrote {path}", flush=True)
     (out_dir.parent / "gallery.md").write_text("\n".join(lines) + "\n")
