@@ -265,6 +265,11 @@ def test_every_recipe_loads_builds_and_trains_on_training_sets_only(recipe):
     model = panet.create_model(config.model, **config.model_overrides)
     assert not set(config.data.train) & BENCHMARK_SETS, config.data.train
     init = root / config.init if config.init else None
-    if init is not None and init.suffix == ".safetensors":  # in the repo; runs/*/checkpoint.pt exist only where trained
+    if init is not None and init.parts[len(root.parts)] == "runs":
+        # another recipe's output (its checkpoint or EMA weights): that recipe must exist; the file only where trained
+        assert init.parent in {root / load_config(r).out_dir for r in RECIPES}, init
+        if init.suffix == ".safetensors" and init.is_file():
+            load_init_weights(model, init, config.init_skip, config.init_fold_colors)
+    elif init is not None:  # in the repo
         assert init.is_file(), init
         load_init_weights(model, init, config.init_skip, config.init_fold_colors)
