@@ -84,9 +84,10 @@ def main() -> None:
         sheet = Image.new("RGB", (len(panels) * (c + 6), c + 20), (255, 255, 255))
         draw = ImageDraw.Draw(sheet)
         for i, (label, image, score) in enumerate(panels):
-            text = label + ("" if score is None else f" {score:.2f} dB")
+            score_text = "" if score is None else f" {score:.2f} dB"
+            text = label + score_text
             if draw.textlength(text) > c + 4 and label.startswith("ours: "):
-                text = "ours" + ("" if score is None else f" {score:.2f} dB")  # a long name would run into the next panel
+                text = "ours" + score_text  # a long name would run into the next panel
             crop = np.ascontiguousarray(image[top : top + c, left : left + c])
             tile = Image.fromarray(crop[:, :, 0] if crop.shape[2] == 1 else crop).convert("RGB")
             sheet.paste(tile, (i * (c + 6), 20))

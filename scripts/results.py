@@ -147,10 +147,10 @@ TARGETS = [
 
 def targets_table(shipped) -> list[str]:
     rows = ["## Targets", "", "| target | ours | needed | met |", "|---|---|---|---|"]
+    # the weights `panet restore` picks at a level: a model trained for the level alone before a blind one
+    by_width = sorted(shipped, key=lambda w: w.range_width)
     for task, set_name, level, goal in TARGETS:
         where = set_name if level is None else f"{set_name} {LEVEL[task].format(level)}"
-        # the weights `panet restore` picks at this level: a model trained for the level alone before a blind one
-        by_width = sorted(shipped, key=lambda w: 0.0 if w.low is None else w.high - w.low)
         ours = next((r for w in by_width for r in headline_rows(w.card.get("eval", []))
                      if r["task"] == task and r["set"] == set_name and r["level"] == level), None)
         if isinstance(goal, tuple):

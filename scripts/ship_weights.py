@@ -19,15 +19,21 @@ DEST = ROOT / "src" / "panet" / "pretrained"
 LIMIT = 20 * 2**20
 
 
+def recipe_path(command: str) -> Path | None:
+    """The recipe named in a card's command (``panet train configs/X.yaml``)."""
+    return next((ROOT / part for part in command.split() if part.endswith((".yaml", ".yml"))), None)
+
+
 def recipe_name(command: str) -> str | None:
     """The recipe's file stem (``panet train configs/panet-dn-gray-s-sigma15.yaml`` -> its name): several recipes
     may train one preset (a blind model and one per level), so the preset alone does not name the weights."""
-    return next((Path(part).stem for part in command.split() if part.endswith((".yaml", ".yml"))), None)
+    recipe = recipe_path(command)
+    return recipe.stem if recipe else None
 
 
 def recipe_notes(command: str) -> str:
-    """The leading comment block of the recipe named in the card's command (``panet train configs/X.yaml``)."""
-    recipe = next((ROOT / part for part in command.split() if part.endswith((".yaml", ".yml"))), None)
+    """The leading comment block of the recipe named in the card's command."""
+    recipe = recipe_path(command)
     if recipe is None or not recipe.is_file():
         return ""
     lines = []

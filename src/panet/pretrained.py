@@ -40,6 +40,11 @@ class ShippedWeights:
         return self.low <= level <= self.high
 
     @property
+    def range_width(self) -> float:
+        """How wide a level range the weights were trained for: 0 for one level (or no level), 75 for σ 0..75."""
+        return 0.0 if self.low is None else self.high - self.low
+
+    @property
     def colors(self) -> int | None:
         """Image channels the network takes (1 gray, 3 colour): the config saved in the weights file itself."""
         from .weights import read_metadata
@@ -101,9 +106,8 @@ def find_weights(task: str, level: float | None = None, colors: int | None = Non
     covering = [w for w in candidates if w.covers(level)]
     if covering:
         def preference(w: ShippedWeights) -> tuple[bool, float]:
-            width = 0.0 if w.low is None else w.high - w.low
             # at a given level the specialist; with no level the model for the widest range
-            return (colors is not None and w.colors != colors, width if level is not None else -width)
+            return (colors is not None and w.colors != colors, w.range_width if level is not None else -w.range_width)
 
         return min(covering, key=preference)  # min is stable: ties keep the name order
     ranges = ", ".join(f"{w.name} ({w.level_text})" for w in candidates)
