@@ -45,6 +45,7 @@ PATCH = 3  # the release's patch size; its transposed conv hard-codes padding 1
 # How far a score may exceed its row's running stabiliser before the row is
 # rescaled (exp(20) ~ 5e8: sums of millions of such terms stay finite in fp32).
 _LAG = 20.0
+_LAG_SUM = math.exp(_LAG)
 
 
 def pyramid_scales(levels: int) -> list[float]:
@@ -98,57 +99,69 @@ class _Gemm:
         return torch.mm(x, self.w.t())
 
 
-def _soft_forward(qs: Tensor, kt: Tensor, vt: Tensor, qb: int, kb: int, pv_dtype) -> tuple[Tensor, Tensor]:
-    """Softmax attention of one sample: (N, dv) output and (N,) log-sum-exp.
+def _soft_forward(q: Tensor, scale: float, kt: Tensor, vt: Tensor, qb: int, kb: int, pv_dtype, out: Tensor) -> Tensor:
+    """Softmax attention of one sample: writes the (N, dv) output into ``out``, returns the (N,) log-sum-exp.
 
-    qs (N, dk) scaled queries, kt (dk, L) keys and vt (dv, L) values, both
+    q (N, dk) queries (any strides), scale the softmax scale, kt (dk, L) keys and vt (dv, L) values, both
     transposed (the layout F.unfold returns).
     Online softmax over key tiles. Each row's stabiliser m rides in the score
     GEMM as an extra feature ([qs, -m] . [k, 1] = score - m) and is raised only
     when a tile exceeds it by more than _LAG, so most tiles need no rescaling
     pass; exponents stay <= _LAG, far from fp32 overflow, and m is always an
     observed score, so the dominant terms never underflow.
+    Only the first key tile takes a row maximum (to set m). Later tiles are
+    exponentiated straight away: a tile whose row sums stay below exp(_LAG)
+    cannot hold a score above m + _LAG (a sum bounds each of its terms), so
+    only blocks that fail that check pay for the maximum. The result is the
+    same as taking the maximum of every tile.
     """
-    n, n_keys, dv = qs.shape[0], kt.shape[1], vt.shape[0]
-    onednn = _onednn_available(qs)
-    low_precision = pv_dtype is not None and pv_dtype != qs.dtype
-    qa = torch.cat([qs, qs.new_zeros(n, 1)], 1)  # last column: -m
-    ones = qs.new_ones(min(kb, n_keys), 1)
-    acc = qs.new_zeros(n, dv)
+    n, n_keys, dv = q.shape[0], kt.shape[1], vt.shape[0]
+    onednn = _onednn_available(q)
+    low_precision = pv_dtype is not None and pv_dtype != q.dtype
+    # [scale * q, -m]: the scaled queries are written straight into the GEMM operand (no separate copy)
+    qa = q.new_empty(n, q.shape[1] + 1)
+    torch.mul(q, scale, out=qa[:, :-1])
+    qa[:, -1] = 0
+    qs = qa[:, :-1]
+    ones = q.new_ones(min(kb, n_keys), 1)
+    acc = out.zero_()
     rowsum = qs.new_zeros(n)
+    p_dtype = pv_dtype if low_precision else qs.dtype
+    p_buffer = torch.empty(min(qb, n) * min(kb, n_keys), dtype=p_dtype, device=qs.device)
     for k0 in range(0, n_keys, kb):
         k1 = min(k0 + kb, n_keys)
         score = _Gemm(torch.cat([kt[:, k0:k1].t(), ones[: k1 - k0]], 1), qb, onednn)
-        v_tile = vt[:, k0:k1].to(pv_dtype if low_precision else qs.dtype)
+        v_tile = vt[:, k0:k1].to(p_dtype)
         # oneDNN packs bf16 weights only on CPUs with native bf16 (not on AVX2-only ones): else torch.mm
         packable = not low_precision or (pv_dtype == torch.bfloat16 and native_bf16(qs.device))
         value = _Gemm(v_tile, qb, onednn and packable)
         for q0 in range(0, n, qb):
             q1 = min(q0 + qb, n)
             s = score(qa[q0:q1])
-            top = s.amax(1)
+            p = p_buffer[: s.numel()].view(s.shape)
             if k0 == 0:
-                shift = top
-            elif bool((top > _LAG).any()):
-                shift = torch.where(top > _LAG, top, torch.zeros_like(top))
-                factor = torch.exp(-shift)
-                acc[q0:q1] *= factor[:, None]
-                rowsum[q0:q1] *= factor
+                shift = s.amax(1)
             else:
+                torch.exp(s, out=p)
+                tile_sum = p.sum(1, dtype=qs.dtype)
                 shift = None
+                if bool((tile_sum > _LAG_SUM).any()):  # some score may exceed m + _LAG: the full check
+                    top = s.amax(1)
+                    if bool((top > _LAG).any()):
+                        shift = torch.where(top > _LAG, top, torch.zeros_like(top))
+                        factor = torch.exp(-shift)
+                        acc[q0:q1] *= factor[:, None]
+                        rowsum[q0:q1] *= factor
             if shift is not None:
                 s.sub_(shift[:, None])
                 qa[q0:q1, -1] -= shift
-            if low_precision:
-                p = torch.empty(s.shape, dtype=pv_dtype, device=s.device)
                 torch.exp(s, out=p)
-                rowsum[q0:q1] += p.sum(1, dtype=qs.dtype)
-                acc[q0:q1] += value(p).to(qs.dtype)
-            else:
-                p = s.exp_()
-                rowsum[q0:q1] += p.sum(1)
-                acc[q0:q1] += value(p)
-    return acc.div_(rowsum[:, None]), rowsum.log_().sub_(qa[:, -1])
+                tile_sum = p.sum(1, dtype=qs.dtype)
+            rowsum[q0:q1] += tile_sum
+            product = value(p)
+            acc[q0:q1] += product if product.dtype == acc.dtype else product.to(acc.dtype)
+    acc.div_(rowsum[:, None])
+    return rowsum.log_().sub_(qa[:, -1])
 
 
 def _row_max(qs: Tensor, kt: Tensor, qb: int, kb: int) -> Tensor:
@@ -187,7 +200,6 @@ class _PatchAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, kt, vt, softmax_scale, hard, qb, kb, pv_dtype):
-        qs = q * softmax_scale
         # Even query blocks (576 queries: 2 x 288, not 512 + 64): a thin last block runs its GEMMs far below peak.
         n = q.shape[1]
         if n:
@@ -195,24 +207,25 @@ class _PatchAttention(torch.autograd.Function):
         low = pv_dtype if pv_dtype is not None and pv_dtype != q.dtype and not hard else None
         # The values only ever enter low-precision products: convert them once, and keep the narrow copy.
         v_used = vt.to(low) if low is not None else vt
-        outs, stats = [], []
+        # written sample by sample in place (stacking per-sample results would hold the output twice)
+        out = q.new_empty(q.shape[0], n, vt.shape[1])
+        stat = q.new_empty(q.shape[0], n)
         for b in range(q.shape[0]):
             if hard:
-                o, s = _hard_forward(qs[b], kt[b], v_used[b], qb, kb)
+                o, stat[b] = _hard_forward(q[b] * softmax_scale, kt[b], v_used[b], qb, kb)
+                out[b] = o
             else:
-                o, s = _soft_forward(qs[b], kt[b], v_used[b], qb, kb, pv_dtype)
-            outs.append(o)
-            stats.append(s)
-        out = torch.stack(outs) if outs else q.new_zeros(0, q.shape[1], vt.shape[1])
-        stat = torch.stack(stats) if stats else q.new_zeros(0, q.shape[1])
-        ctx.save_for_backward(qs, kt, v_used, out, stat)
+                stat[b] = _soft_forward(q[b], softmax_scale, kt[b], v_used[b], qb, kb, pv_dtype, out[b])
+        # the queries are saved unscaled (scaling again in backward is cheap; inference then never holds a copy)
+        ctx.save_for_backward(q, kt, v_used, out, stat)
         ctx.softmax_scale, ctx.hard, ctx.qb, ctx.kb = softmax_scale, hard, qb, kb
         ctx.low_dtype, ctx.value_dtype = low, vt.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        qs, kt, vt, out, stat = ctx.saved_tensors
+        q, kt, vt, out, stat = ctx.saved_tensors
+        qs = (q * ctx.softmax_scale).contiguous()
         qb, kb, hard = ctx.qb, ctx.kb, ctx.hard
         grad_out = grad_out.contiguous()
         need_q, need_k, need_v = ctx.needs_input_grad[:3]
@@ -388,7 +401,7 @@ def patch_attention(
         raise TypeError(f"patch_attention needs floating-point inputs, got {dtype}")
     with torch.autocast(queries.device.type, enabled=False):
         # bf16/fp16 keys and values (autocast convolutions) widen to fp32 exactly: the kernel does it tile by tile
-        q = queries.to(dtype).contiguous()
+        q = queries.to(dtype)  # any strides: the kernel copies each sample once, scaled, into its GEMM operand
         kt, vt = (t.contiguous() if _widens_exactly(t.dtype, dtype) else t.to(dtype).contiguous() for t in (keys_t, values_t))
         return _patch_attention_kernel(q, kt, vt, float(softmax_scale), bool(hard), int(query_block), int(key_block), pv_dtype)
 
@@ -470,6 +483,7 @@ def pyramid_attention(
         key_block=key_block,
         pv_dtype=pv_dtype,
     )
+    del queries, keys_t, values_t  # at inference the fold below must not coexist with them (autograd keeps its own)
     # Overlap-add of the pasted patches; the release divides by 4 (not 9) and
     # its trained weights depend on that constant.
     pasted = F.fold(out.transpose(1, 2), (h, w), PATCH, padding=1) / 4
