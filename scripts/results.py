@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from ablation import EVAL as ABLATION_TASKS  # noqa: E402
 from ablation import VARIANTS  # noqa: E402
 from baselines import CACHE as BASELINE_CACHE  # noqa: E402
 from baselines import LABELS, LEVEL, PLAN, key_name  # noqa: E402
@@ -246,13 +247,18 @@ def ablation_table() -> list[str]:
     variants = [label for _, label in VARIANTS.values()]
     no_attention = VARIANTS["none"][1]
     rows: dict[tuple, dict] = {}
+    seeds: dict[tuple, dict] = {}  # (task, level, set, variant) -> {seed: psnr}
     for r in records:
-        rows.setdefault((r["task"], r["level"], r["set"]), {})[r["variant"]] = r
+        seeds.setdefault((r["task"], r["level"], r["set"], r["variant"]), {})[r.get("seed", 0)] = r["psnr"]
+        if r.get("seed", 0) == 0:
+            rows.setdefault((r["task"], r["level"], r["set"]), {})[r["variant"]] = r
     out = ["## Ablation: pyramid attention vs single-scale non-local vs none", "",
            "Same small network, data, seed and schedule; only the attention block differs "
-           "(`scripts/ablation.py`). PSNR / SSIM; in brackets, the gain over no attention.", "",
-           "| task | level | set | " + " | ".join(variants) + " | iterations | precision |",
-           "|---|---|---|---|---|---|---|---|"]
+           "(`scripts/ablation.py`). PSNR / SSIM; in brackets, the gain over no attention; \"pyramid − single-scale\" "
+           "is the PSNR gain of the pyramid over single-scale attention.", "",
+           "| task | level | set | " + " | ".join(variants) + " | pyramid − single-scale | iterations | precision |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    pyramid, single = VARIANTS["pa"][1], VARIANTS["nonlocal"][1]
     for (task, level, set_name), by_variant in sorted(rows.items()):
         none = by_variant.get(no_attention)
         cells = []
@@ -263,14 +269,49 @@ def ablation_table() -> list[str]:
                 continue
             gain = f" ({r['psnr'] - none['psnr']:+.2f})" if none is not None and r is not none else ""
             cells.append(f"{r['psnr']:.2f} / {r['ssim']:.4f}{gain}")
+        if pyramid in by_variant and single in by_variant:
+            cells.append(f"{by_variant[pyramid]['psnr'] - by_variant[single]['psnr']:+.2f}")
+        else:
+            cells.append("-")
         runs = {(r["iterations"], r.get("precision", "fp32")) for r in by_variant.values()}
         iterations = ", ".join(str(i) for i in sorted({i for i, _ in runs}))
         precision = ", ".join(sorted({p for _, p in runs}))
         note = " (differ!)" if len(runs) > 1 else ""
         out.append(f"| {task} | {LEVEL[task].format(level)} | {set_name} | " + " | ".join(cells)
                    + f" | {iterations}{note} | {precision} |")
+    out += ["", "The networks, from the recipes (`configs/ablation-<task>.yaml`; the attention variant is "
+            "`model_overrides.attention_levels` 5, 1 or 0):", ""]
+    for key, (task, level, sets) in sorted(ABLATION_TASKS.items()):
+        if any(t == task for t, _, _ in rows):
+            out.append(f"* {task}: {recipe_summary(ROOT / 'configs' / f'ablation-{key}.yaml')}; evaluated with the "
+                       f"release's forward_chop on {', '.join(sets)}.")
+    repeated = {k: v for k, v in sorted(seeds.items()) if len(v) > 1}
+    if not repeated:
+        out += ["", "One training run (seed 0) per variant; the seed-to-seed spread has not been measured, so small "
+                "differences between variants are not resolved.", ""]
+        return out
+    out += ["", "The table's runs use seed 0. Repeating a variant with other training seeds (`--seed N`) shows how far "
+            "the seed alone moves a result, the scale for the differences above:", ""]
+    for (task, level, set_name, variant), by_seed in repeated.items():
+        values = [by_seed[k] for k in sorted(by_seed)]
+        out.append(f"* {task} {LEVEL[task].format(level)}, {set_name}, {variant}: seeds "
+                   f"{', '.join(str(k) for k in sorted(by_seed))} give {' / '.join(f'{v:.2f}' for v in values)} dB "
+                   f"(range {max(values) - min(values):.2f} dB)")
     out.append("")
     return out
+
+
+def recipe_summary(path: Path) -> str:
+    """'preset panet-dn-s with blocks 8, features 32; trained on T91, 24x24 input patches, batch 16, 1500 steps'."""
+    import yaml
+
+    recipe = yaml.safe_load(path.read_text())
+    overrides = {k: v for k, v in (recipe.get("model_overrides") or {}).items() if k != "attention_levels"}
+    model = f"preset `{recipe['model']}`" + (
+        " with " + ", ".join(f"{k} {v}" for k, v in sorted(overrides.items())) if overrides else "")
+    data = recipe["data"]
+    return (f"{model}; trained on {', '.join(data['train'])}, {data['patch_size']}x{data['patch_size']} input patches, "
+            f"batch {recipe['batch_size']}, {recipe['iterations']} steps, lr {recipe['optim']['lr']:g}")
 
 
 def main() -> None:

@@ -174,7 +174,18 @@ def test_ablation_table_puts_variants_side_by_side_and_flags_unequal_runs(tmp_pa
         (tmp_path / f"sr_Set5_{key}.json").write_text(json.dumps(
             {**base, "variant": label, "psnr": psnr, "iterations": iterations, "precision": "bf16"}))
     rows = [line for line in results.ablation_table() if line.startswith("| sr")]
-    assert rows == ["| sr | x2 | Set5 | 36.50 / 0.9500 (+0.50) | not run yet | 36.00 / 0.9500 | 1500 | bf16 |"]
+    assert rows == ["| sr | x2 | Set5 | 36.50 / 0.9500 (+0.50) | not run yet | 36.00 / 0.9500 | - | 1500 | bf16 |"]
+    assert any("seed-to-seed spread has not been measured" in line for line in results.ablation_table())
+    (tmp_path / "sr_Set5_nonlocal.json").write_text(json.dumps(
+        {**base, "variant": "single-scale non-local", "psnr": 36.25, "iterations": 1500, "precision": "bf16"}))
+    (row,) = [line for line in results.ablation_table() if line.startswith("| sr")]
+    assert "| 36.25 / 0.9500 (+0.25) | 36.00 / 0.9500 | +0.25 |" in row  # pyramid - single-scale
+    # another seed of one variant: reported as the spread, never mixed into the table's seed-0 row
+    (tmp_path / "sr_Set5_none_seed1.json").write_text(json.dumps(
+        {**base, "variant": "no attention", "psnr": 36.1, "seed": 1, "iterations": 1500, "precision": "bf16"}))
+    table = results.ablation_table()
+    assert [line for line in table if line.startswith("| sr")] == [row]
+    assert "* sr x2, Set5, no attention: seeds 0, 1 give 36.00 / 36.10 dB (range 0.10 dB)" in table
     (tmp_path / "sr_Set5_none.json").write_text(json.dumps(
         {**base, "variant": "no attention", "psnr": 36.0, "iterations": 3000}))  # an older fp32 run
     (row,) = [line for line in results.ablation_table() if line.startswith("| sr")]
