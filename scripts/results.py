@@ -195,6 +195,36 @@ def readme_summary() -> list[str]:
     return out + ["", *targets_table(shipped)[2:]]
 
 
+def below_baseline_note(weights) -> list[str]:
+    """Where these weights lose to the best classical baseline, say so and name what `panet restore` runs there
+    (find_weights: weights trained for that level alone come before a blind model)."""
+    from panet.pretrained import find_weights
+
+    losing = []
+    for row in weights.card.get("eval", []):
+        base = best_baseline(row["task"], row["level"], row["set"])
+        if base is not None and row["psnr"] < base[1]["psnr"]:
+            losing.append(row)
+    if not losing:
+        return []
+    def places(rows) -> str:
+        return ", ".join(f"{r['set']} {LEVEL[r['task']].format(r['level'])}" for r in rows)
+
+    mine, elsewhere = [], {}
+    for r in losing:
+        pick = find_weights(r["task"], r["level"], colors=weights.colors)
+        if pick.name == weights.name:
+            mine.append(r)
+        else:
+            elsewhere.setdefault(pick.name, []).append(r)
+    text = [f"Below the best classical baseline at {places(losing)}."]
+    for name, rows in elsewhere.items():
+        text.append(f"At {places(rows)} `panet restore` runs `{name}` instead (see its table).")
+    if mine:
+        text.append(f"At {places(mine)} no other shipped weights cover the level.")
+    return [" ".join(text), ""]
+
+
 def render() -> str:
     from panet import __version__
     from panet.pretrained import list_weights, task_text
@@ -234,6 +264,7 @@ def render() -> str:
             out.append(f"| {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
                        f"{protocol_text(row['tiling'])} | {base_txt} | {delta} | {fmt(paper)} |")
         out.append("")
+        out += below_baseline_note(w)
     out += ablation_table()
     return "\n".join(out)
 

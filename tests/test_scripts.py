@@ -62,6 +62,34 @@ def test_results_tables_prefer_the_papers_protocol_and_name_the_tiling(fake_ship
     assert [w.name for w in list_weights()] == ["tiny-dn-gray", "tiny-x4"]
 
 
+def test_results_name_what_restore_runs_where_weights_lose_to_the_baseline(fake_shipped):
+    import shutil
+
+    import results
+    from panet.pretrained import list_weights
+
+    if not (results.BASELINE_CACHE / "denoise_15_Set12_bm3d.json").exists():
+        pytest.skip("results/baselines has no BM3D Set12 sigma 15 row")
+    card_path = fake_shipped / "tiny-dn-gray.json"
+    card = json.loads(card_path.read_text())
+    row = {"task": "denoise", "set": "Set12", "ssim": 0.5, "seconds": 1.0, "tiling": "tile32-8"}
+    card["eval"] = [{**row, "level": 15, "psnr": 20.0}, {**row, "level": 25, "psnr": 40.0}]  # below / above BM3D
+    card_path.write_text(json.dumps(card))
+    (weights,) = [w for w in list_weights() if w.name == "tiny-dn-gray"]
+    assert results.below_baseline_note(weights) == [
+        "Below the best classical baseline at Set12 σ 15. At Set12 σ 15 no other shipped weights cover the level.", ""]
+    # a model for sigma 15 alone ships too: restore runs it there, and the note says so
+    shutil.copyfile(fake_shipped / "tiny-dn-gray.safetensors", fake_shipped / "tiny-dn-gray-sigma15.safetensors")
+    (fake_shipped / "tiny-dn-gray-sigma15.json").write_text(json.dumps({**card, "name": "tiny-dn-gray-sigma15",
+                                                                        "level": 15, "eval": []}))
+    (weights,) = [w for w in list_weights() if w.name == "tiny-dn-gray"]
+    assert results.below_baseline_note(weights)[0] == (
+        "Below the best classical baseline at Set12 σ 15. At Set12 σ 15 `panet restore` runs `tiny-dn-gray-sigma15` "
+        "instead (see its table).")
+    assert "Below the best" not in "\n".join(results.below_baseline_note(
+        next(w for w in list_weights() if w.name == "tiny-dn-gray-sigma15")))
+
+
 def test_gallery_writes_one_sheet_per_weights(fake_shipped, tmp_path, monkeypatch):
     import gallery
 
