@@ -282,3 +282,20 @@ def test_expected_errors():
         PyramidAttention(8, 2, levels=0)
     with pytest.raises(ValueError, match="shape mismatch"):
         patch_attention(torch.randn(1, 4, 3), torch.randn(1, 2, 5), torch.randn(1, 2, 5))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("tiles", [
+    # the second tile sums past e^20 with no score 20 above the stabiliser (0, from the first tile): the check must
+    # recompute that tile's scores and keep the stabiliser
+    [[0.0] * 4, [19.5] * 4, [-5.0, 1.0, 2.0, 0.5]],
+    # scores ~1000 (exp overflows even float64) must raise the stabiliser; then a tile far below it
+    [[0.0] * 4, [19.5] * 4, [1000.0, 999.0, 3.0, 1000.5], [-30.0] * 4],
+])
+def test_stabiliser_paths_of_the_tiled_softmax(dtype, tiles):
+    # One query and 1-d keys, so each score is the key itself; tiles of 4 keys.
+    scores = torch.tensor([x for tile in tiles for x in tile], dtype=dtype)
+    q = torch.ones(1, 1, 1, dtype=dtype)
+    vt = torch.randn(1, 3, scores.numel(), dtype=dtype)
+    out = patch_attention(q, scores.view(1, 1, -1), vt, softmax_scale=1.0, key_block=4, query_block=1)
+    torch.testing.assert_close(out[0, 0], torch.softmax(scores, 0) @ vt[0].t())

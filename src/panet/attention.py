@@ -110,10 +110,12 @@ def _soft_forward(q: Tensor, scale: float, kt: Tensor, vt: Tensor, qb: int, kb: 
     pass; exponents stay <= _LAG, far from fp32 overflow, and m is always an
     observed score, so the dominant terms never underflow.
     Only the first key tile takes a row maximum (to set m). Later tiles are
-    exponentiated straight away: a tile whose row sums stay below exp(_LAG)
-    cannot hold a score above m + _LAG (a sum bounds each of its terms), so
-    only blocks that fail that check pay for the maximum. The result is the
-    same as taking the maximum of every tile.
+    exponentiated in place straight away: a tile whose row sums stay below
+    exp(_LAG) cannot hold a score above m + _LAG (a sum bounds each of its
+    terms), so only a block that fails that check (rare) recomputes its scores
+    and takes the maximum. The result is the same as taking the maximum of
+    every tile. Row sums are of the fp32 exponentials, also when the weighted
+    sum runs in low precision.
     """
     n, n_keys, dv = q.shape[0], kt.shape[1], vt.shape[0]
     onednn = _onednn_available(q)
@@ -127,7 +129,8 @@ def _soft_forward(q: Tensor, scale: float, kt: Tensor, vt: Tensor, qb: int, kb: 
     acc = out.zero_()
     rowsum = qs.new_zeros(n)
     p_dtype = pv_dtype if low_precision else qs.dtype
-    p_buffer = torch.empty(min(qb, n) * min(kb, n_keys), dtype=p_dtype, device=qs.device)
+    # low precision: exp runs in place on the fp32 scores, then one copy narrows them into this reused buffer
+    p_buffer = torch.empty(min(qb, n) * min(kb, n_keys), dtype=p_dtype, device=qs.device) if low_precision else None
     for k0 in range(0, n_keys, kb):
         k1 = min(k0 + kb, n_keys)
         score = _Gemm(torch.cat([kt[:, k0:k1].t(), ones[: k1 - k0]], 1), qb, onednn)
@@ -138,28 +141,32 @@ def _soft_forward(q: Tensor, scale: float, kt: Tensor, vt: Tensor, qb: int, kb: 
         for q0 in range(0, n, qb):
             q1 = min(q0 + qb, n)
             s = score(qa[q0:q1])
-            p = p_buffer[: s.numel()].view(s.shape)
+            shift = None
             if k0 == 0:
                 shift = s.amax(1)
             else:
-                torch.exp(s, out=p)
-                tile_sum = p.sum(1, dtype=qs.dtype)
-                shift = None
-                if bool((tile_sum > _LAG_SUM).any()):  # some score may exceed m + _LAG: the full check
+                tile_sum = s.exp_().sum(1)
+                if bool((tile_sum > _LAG_SUM).any()):  # rare: some score may exceed m + _LAG, check properly
+                    s = score(qa[q0:q1])  # exp overwrote the scores: the same GEMM gives them back exactly
                     top = s.amax(1)
                     if bool((top > _LAG).any()):
                         shift = torch.where(top > _LAG, top, torch.zeros_like(top))
                         factor = torch.exp(-shift)
                         acc[q0:q1] *= factor[:, None]
                         rowsum[q0:q1] *= factor
+                    else:
+                        tile_sum = s.exp_().sum(1)
             if shift is not None:
                 s.sub_(shift[:, None])
                 qa[q0:q1, -1] -= shift
-                torch.exp(s, out=p)
-                tile_sum = p.sum(1, dtype=qs.dtype)
+                tile_sum = s.exp_().sum(1)
             rowsum[q0:q1] += tile_sum
-            product = value(p)
-            acc[q0:q1] += product if product.dtype == acc.dtype else product.to(acc.dtype)
+            if low_precision:
+                p = p_buffer[: s.numel()].view(s.shape)
+                p.copy_(s)
+                acc[q0:q1] += value(p).to(acc.dtype)
+            else:
+                acc[q0:q1] += value(s)
     acc.div_(rowsum[:, None])
     return rowsum.log_().sub_(qa[:, -1])
 
