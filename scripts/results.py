@@ -208,7 +208,8 @@ def below_baseline_note(weights) -> list[str]:
     if not losing:
         return []
     def places(rows) -> str:
-        return ", ".join(f"{r['set']} {LEVEL[r['task']].format(r['level'])}" for r in rows)
+        return ", ".join(r["set"] if r["level"] is None else f"{r['set']} {LEVEL[r['task']].format(r['level'])}"
+                         for r in rows)
 
     mine, elsewhere = [], {}
     for r in losing:
@@ -221,7 +222,7 @@ def below_baseline_note(weights) -> list[str]:
     for name, rows in elsewhere.items():
         text.append(f"At {places(rows)} `panet restore` runs `{name}` instead (see its table).")
     if mine:
-        text.append(f"At {places(mine)} no other shipped weights cover the level.")
+        text.append(f"At {places(mine)} no other shipped weights cover {'the level' if mine[0]['level'] is not None else 'the task'}.")
     return [" ".join(text), ""]
 
 
