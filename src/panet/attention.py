@@ -124,19 +124,18 @@ def _soft_forward(q: Tensor, scale: float, kt: Tensor, vt: Tensor, qb: int, kb: 
     qa = q.new_empty(n, q.shape[1] + 1)
     torch.mul(q, scale, out=qa[:, :-1])
     qa[:, -1] = 0
-    qs = qa[:, :-1]
     ones = q.new_ones(min(kb, n_keys), 1)
     acc = out.zero_()
-    rowsum = qs.new_zeros(n)
-    p_dtype = pv_dtype if low_precision else qs.dtype
+    rowsum = q.new_zeros(n)
+    p_dtype = pv_dtype if low_precision else q.dtype
     # low precision: exp runs in place on the fp32 scores, then one copy narrows them into this reused buffer
-    p_buffer = torch.empty(min(qb, n) * min(kb, n_keys), dtype=p_dtype, device=qs.device) if low_precision else None
+    p_buffer = torch.empty(min(qb, n) * min(kb, n_keys), dtype=p_dtype, device=q.device) if low_precision else None
     for k0 in range(0, n_keys, kb):
         k1 = min(k0 + kb, n_keys)
         score = _Gemm(torch.cat([kt[:, k0:k1].t(), ones[: k1 - k0]], 1), qb, onednn)
         v_tile = vt[:, k0:k1].to(p_dtype)
         # oneDNN packs bf16 weights only on CPUs with native bf16 (not on AVX2-only ones): else torch.mm
-        packable = not low_precision or (pv_dtype == torch.bfloat16 and native_bf16(qs.device))
+        packable = not low_precision or (pv_dtype == torch.bfloat16 and native_bf16(q.device))
         value = _Gemm(v_tile, qb, onednn and packable)
         for q0 in range(0, n, qb):
             q1 = min(q0 + qb, n)
