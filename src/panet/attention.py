@@ -140,22 +140,21 @@ def _soft_forward(q: Tensor, scale: float, kt: Tensor, vt: Tensor, qb: int, kb: 
         for q0 in range(0, n, qb):
             q1 = min(q0 + qb, n)
             s = score(qa[q0:q1])
-            shift = None
-            if k0 == 0:
-                shift = s.amax(1)
-            else:
+            settled = False
+            if k0 > 0:
                 tile_sum = s.exp_().sum(1)
-                if bool((tile_sum > _LAG_SUM).any()):  # rare: some score may exceed m + _LAG, check properly
+                settled = not bool((tile_sum > _LAG_SUM).any())
+                if not settled:  # rare: some score may exceed m + _LAG, check properly
                     s = score(qa[q0:q1])  # exp overwrote the scores: the same GEMM gives them back exactly
-                    top = s.amax(1)
-                    if bool((top > _LAG).any()):
-                        shift = torch.where(top > _LAG, top, torch.zeros_like(top))
-                        factor = torch.exp(-shift)
-                        acc[q0:q1] *= factor[:, None]
-                        rowsum[q0:q1] *= factor
-                    else:
-                        tile_sum = s.exp_().sum(1)
-            if shift is not None:
+            if not settled:
+                top = s.amax(1)
+                if k0 == 0:
+                    shift = top
+                else:  # raise m only where a score passed it by more than _LAG (a zero shift changes nothing)
+                    shift = torch.where(top > _LAG, top, torch.zeros_like(top))
+                    factor = torch.exp(-shift)
+                    acc[q0:q1] *= factor[:, None]
+                    rowsum[q0:q1] *= factor
                 s.sub_(shift[:, None])
                 qa[q0:q1, -1] -= shift
                 tile_sum = s.exp_().sum(1)
