@@ -146,12 +146,17 @@ TARGETS = [
 ]
 
 
+def place_text(task: str, set_name: str, level) -> str:
+    """'Set12 σ 15', 'Set5 x2'; a task without levels (demosaicing): the set alone."""
+    return set_name if level is None else f"{set_name} {LEVEL[task].format(level)}"
+
+
 def targets_table(shipped) -> list[str]:
     rows = ["## Targets", "", "| target | ours | needed | met |", "|---|---|---|---|"]
     # the weights `panet restore` picks at a level: a model trained for the level alone before a blind one
     by_width = sorted(shipped, key=lambda w: w.range_width)
     for task, set_name, level, goal in TARGETS:
-        where = set_name if level is None else f"{set_name} {LEVEL[task].format(level)}"
+        where = place_text(task, set_name, level)
         ours = next((r for w in by_width for r in headline_rows(w.card.get("eval", []))
                      if r["task"] == task and r["set"] == set_name and r["level"] == level), None)
         if isinstance(goal, tuple):
@@ -207,9 +212,9 @@ def below_baseline_note(weights) -> list[str]:
             losing.append(row)
     if not losing:
         return []
+
     def places(rows) -> str:
-        return ", ".join(r["set"] if r["level"] is None else f"{r['set']} {LEVEL[r['task']].format(r['level'])}"
-                         for r in rows)
+        return ", ".join(place_text(r["task"], r["set"], r["level"]) for r in rows)
 
     mine, elsewhere = [], {}
     for r in losing:
@@ -335,15 +340,15 @@ def ablation_table() -> list[str]:
 
 def recipe_summary(path: Path) -> str:
     """'preset panet-dn-s with blocks 8, features 32; trained on T91, 24x24 input patches, batch 16, 1500 steps'."""
-    import yaml
+    from panet.train import load_config
 
-    recipe = yaml.safe_load(path.read_text())
-    overrides = {k: v for k, v in (recipe.get("model_overrides") or {}).items() if k != "attention_levels"}
-    model = f"preset `{recipe['model']}`" + (
+    recipe = load_config(path)
+    overrides = {k: v for k, v in recipe.model_overrides.items() if k != "attention_levels"}
+    model = f"preset `{recipe.model}`" + (
         " with " + ", ".join(f"{k} {v}" for k, v in sorted(overrides.items())) if overrides else "")
-    data = recipe["data"]
-    return (f"{model}; trained on {', '.join(data['train'])}, {data['patch_size']}x{data['patch_size']} input patches, "
-            f"batch {recipe['batch_size']}, {recipe['iterations']} steps, lr {recipe['optim']['lr']:g}")
+    data = recipe.data
+    return (f"{model}; trained on {', '.join(data.train)}, {data.patch_size}x{data.patch_size} input patches, "
+            f"batch {recipe.batch_size}, {recipe.iterations} steps, lr {recipe.optim.lr:g}")
 
 
 def main() -> None:
