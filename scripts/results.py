@@ -75,7 +75,12 @@ def evaluate(weights, task, level, set_name, data_root, tiling, tile, overlap) -
     from panet.evaluate import ImageResult, evaluate_set, network_restorer, summarize
     from panet.weights import load_weights
 
+    from panet.tasks import get_task
+
     digest = sha256(weights.file)[:16]
+    # the task's input padding changes the outputs, so it is part of the cache key (demosaicing: pad4)
+    pad = get_task(task).input_pad
+    digest += f"_pad{pad}" if pad else ""
     name = f"{weights.name}_{digest}_{key_name(task, level, set_name, tiling_label(tiling, tile, overlap))}"
     done_path = CACHE / name
     if done_path.exists():
@@ -243,7 +248,9 @@ def render() -> str:
         "Protocol as in `docs/baselines.md` (same seeded degradations, PSNR / SSIM per image, set means). The tiling",
         "column says how the network ran: \"chop\" is the release's `forward_chop` (the paper's protocol), \"tiles T/O\"",
         "is `panet restore`'s blended tiling with T-pixel tiles overlapping by O (`--tiling tile --tile T",
-        "--tile-overlap O`); the attention looks within a tile ([tiling.md](tiling.md)). \"Best classical\" is the best of the classical",
+        "--tile-overlap O`); the attention looks within a tile ([tiling.md](tiling.md)). Demosaicing mosaics are reflect-padded",
+        "by 4 pixels first, which keeps the Bayer phase (`panet.tasks`; on odd-sized images it lifts the last row and column).",
+        "\"Best classical\" is the best of the classical",
         "baselines of `docs/baselines.md` (for CAR: the JPEG itself). \"Paper\" is PANet / PA-EDSR as published,",
         "trained on DIV2K for 1M iterations with 80 (PA-EDSR: 32 x 256) blocks; ours are small CPU-trained models.",
         "",

@@ -102,3 +102,47 @@ def test_forward_tiled_batches_tiles_without_changing_the_result():
     assert calls == [(i, 9) for i in range(1, 10)]
     with pytest.raises(ValueError, match="tiles_per_batch"):
         panet.forward_tiled(net, x, tile=24, overlap=6, tiles_per_batch=0)
+
+
+def test_reflect_padding_keeps_the_bayer_phase_and_crops_back():
+    from panet.degrade import mosaic
+
+    rgb = (torch.rand(31, 45, 3) * 255).to(torch.uint8).numpy()
+    x = torch.from_numpy(mosaic(rgb)).permute(2, 0, 1)[None].float()
+    seen = []
+
+    def model(t):
+        seen.append(t)
+        return t.clone()
+
+    assert torch.equal(panet.forward_reflect_padded(model, x, 4), x)
+    # the padded mosaic is the GRBG mosaic of the reflected image: the network sees a valid mosaic
+    padded_rgb = F.pad(torch.from_numpy(rgb).permute(2, 0, 1)[None].float(), (4, 4, 4, 4), mode="reflect")
+    expected = torch.from_numpy(mosaic(padded_rgb[0].permute(1, 2, 0).to(torch.uint8).numpy())).permute(2, 0, 1)[None]
+    assert seen[0].shape[-2:] == (39, 53) and torch.equal(seen[0], expected.float())
+    # SR-style outputs are cropped by pad * scale; tiny inputs shrink the padding by steps of 2
+    assert torch.equal(panet.forward_reflect_padded(Nearest(2), x, 4), F.interpolate(x, scale_factor=2, mode="nearest"))
+    tiny = torch.rand(1, 3, 2, 5)
+    seen.clear()
+    assert torch.equal(panet.forward_reflect_padded(model, tiny, 4), tiny) and seen[0].shape[-2:] == (2, 5)
+    with pytest.raises(ValueError, match="pad"):
+        panet.forward_reflect_padded(model, x, -1)
+
+
+def test_demosaicing_runs_on_a_reflect_padded_mosaic():
+    from panet.restoration import run_network
+
+    shapes = []
+
+    def model(t):
+        shapes.append(tuple(t.shape[-2:]))
+        return t.clone()
+
+    x = torch.rand(1, 3, 21, 33)
+    for tiling in ("none", "tile", "legacy"):
+        shapes.clear()
+        assert torch.equal(run_network(model, x, task="demosaic", tiling=tiling, tile=64), x)
+        assert shapes == [(29, 41)], tiling
+        shapes.clear()
+        run_network(model, x, task="denoise", tiling=tiling, tile=64)
+        assert shapes == [(21, 33)], tiling

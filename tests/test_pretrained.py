@@ -41,3 +41,29 @@ def test_shipped_weights_match_their_card_and_preset(weights):
     with torch.no_grad():
         y = model(x)
     assert y.shape == (1, model.colors, 20 * model.scale, 22 * model.scale) and torch.isfinite(y).all()
+
+
+def test_the_shipped_demosaicer_gets_the_last_row_and_column_of_odd_sized_images_right():
+    # Trained on even-sized patches, the network never saw a mosaic ending on a G-R row or G-B column; the task's
+    # reflect padding (panet.tasks) turns those edges into interior pixels.
+    import torch.nn.functional as F
+
+    from panet.degrade import mosaic
+    from panet.pretrained import load_model
+    from panet.restoration import run_network
+
+    model = load_model("panet-demosaic-s")
+    torch.manual_seed(0)
+    smooth = F.interpolate(torch.rand(1, 3, 6, 8), size=(41, 57), mode="bicubic", align_corners=True).clamp(0, 1)
+    rgb = (smooth[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    x = torch.from_numpy(mosaic(rgb)).permute(2, 0, 1)[None].float() / 255
+    target = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+
+    def edge_error(y):
+        e = (y.clamp(0, 1) - target) ** 2
+        return float(torch.cat([e[..., -1, :].flatten(), e[..., :, -1].flatten()]).mean())
+
+    with torch.no_grad():
+        unpadded = edge_error(model(x))
+    padded = edge_error(run_network(model, x, task="demosaic", tiling="none"))
+    assert padded < 0.2 * unpadded, (padded, unpadded)

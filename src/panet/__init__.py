@@ -29,6 +29,7 @@ _EXPORTS = {
     "forward_chop": "inference",
     "forward_tiled": "inference",
     "forward_ensemble": "inference",
+    "forward_reflect_padded": "inference",
     "restore": "restoration",
     "load_model": "pretrained",
     "list_weights": "pretrained",
@@ -55,7 +56,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover
     from .attention import PyramidAttention, patch_attention, pyramid_attention
     from .imresize import imresize
-    from .inference import forward_chop, forward_ensemble, forward_tiled
+    from .inference import forward_chop, forward_ensemble, forward_reflect_padded, forward_tiled
     from .pretrained import list_weights, load_model
     from .restoration import restore
     from .tasks import get_task

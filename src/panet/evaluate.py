@@ -19,7 +19,6 @@ import numpy as np
 
 from .data import EvalPairs
 from .metrics import psnr, ssim
-from .tasks import get_task
 
 Restorer = Callable[[np.ndarray], np.ndarray]
 
@@ -40,28 +39,18 @@ def network_restorer(
 
     tiling: ``legacy`` (the release's forward_chop with the task's min_size;
     6400 when no task is given), ``tile`` (overlapping ``tile`` x ``tile``
-    windows, blended) or ``none``.
+    windows, blended) or ``none``. The task's ``input_pad`` applies (demosaicing:
+    the mosaic is reflect-padded, :mod:`panet.tasks`).
     """
-    import torch
-
     from .images import to_tensor, to_uint8
-    from .inference import forward_chop, forward_tiled
+    from .restoration import run_network
 
     if tiling not in ("legacy", "tile", "none"):
         raise ValueError(f"tiling must be 'legacy', 'tile' or 'none', got {tiling!r}")
-    min_size = get_task(task).chop_min_size if task else 6400
     model = model.to(device).eval()
 
     def restore(img: np.ndarray) -> np.ndarray:
-        x = to_tensor(img).to(device)
-        with torch.no_grad():
-            if tiling == "legacy" and x.shape[-2] * x.shape[-1] >= min_size:
-                y = forward_chop(model, x, min_size=min_size)
-            elif tiling == "tile":
-                y = forward_tiled(model, x, tile=tile, overlap=overlap)
-            else:
-                y = model(x)
-        return to_uint8(y)
+        return to_uint8(run_network(model, to_tensor(img).to(device), task=task, tiling=tiling, tile=tile, overlap=overlap))
 
     return restore
 

@@ -142,6 +142,27 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
     return out / weight
 
 
+def forward_reflect_padded(model: Model, x: Tensor, pad: int, *, scale: int | None = None) -> Tensor:
+    """``model`` on ``x`` reflect-padded by ``pad`` pixels on each side, with the padding cropped off the output.
+
+    A reflection keeps a Bayer mosaic's phase (pixel -k mirrors pixel k), so a demosaicer sees each real edge
+    pixel as an interior one; an even ``pad`` also keeps the mosaic's top-left colour. On images too small for
+    the reflection the padding shrinks, by steps of 2.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"forward_reflect_padded expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+    while pad > min(x.shape[-2], x.shape[-1]) - 1:
+        pad -= 2
+    if pad <= 0:
+        return model(x)
+    scale = int(getattr(model, "scale", 1) if scale is None else scale)
+    y = model(torch.nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect"))
+    crop = pad * scale
+    return y[..., crop : y.shape[-2] - crop, crop : y.shape[-1] - crop]
+
+
 def forward_ensemble(model: Model, x: Tensor) -> Tensor:
     """The x8 self-ensemble: the mean of ``model`` over the 8 flips/transposes of ``x``, each undone.
 

@@ -86,18 +86,22 @@ def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", til
                 progress: Callable[[int, int], None] | None = None) -> Tensor:
     """(1, C, H, W) float in [0, 1] -> network output, tiled, optionally x8-ensembled, under autocast.
     ``progress(done, total)``: called after each tile of each pass (``--tiling tile`` only)."""
-    from .inference import forward_chop, forward_ensemble, forward_tiled
+    from .inference import forward_chop, forward_ensemble, forward_reflect_padded, forward_tiled
     from .tasks import get_task
 
     check_run_options(task, tiling=tiling, ensemble=ensemble, precision=precision, device=x.device)
     min_size = get_task(task).chop_min_size if task else 6400
+    pad = get_task(task).input_pad if task else 0
 
-    def once(t: Tensor) -> Tensor:
+    def tiled(t: Tensor) -> Tensor:
         if tiling == "legacy":
             return forward_chop(model, t, min_size=min_size) if t.shape[-2] * t.shape[-1] >= min_size else model(t)
         if tiling == "tile":
             return forward_tiled(model, t, tile=tile, overlap=overlap, progress=progress)
         return model(t)
+
+    def once(t: Tensor) -> Tensor:
+        return forward_reflect_padded(tiled, t, pad, scale=getattr(model, "scale", 1)) if pad else tiled(t)
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     device_type = x.device.type
