@@ -73,9 +73,8 @@ def tiling_label(tiling: str, tile: int, overlap: int) -> str:
 def evaluate(weights, task, level, set_name, data_root, tiling, tile, overlap) -> dict:
     from panet.data import EvalPairs, find_set
     from panet.evaluate import ImageResult, evaluate_set, network_restorer, summarize
-    from panet.weights import load_weights
-
     from panet.tasks import get_task
+    from panet.weights import load_weights
 
     digest = sha256(weights.file)[:16]
     # the task's input padding changes the outputs, so it is part of the cache key (demosaicing: pad4)

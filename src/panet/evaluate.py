@@ -43,10 +43,9 @@ def network_restorer(
     the mosaic is reflect-padded, :mod:`panet.tasks`).
     """
     from .images import to_tensor, to_uint8
-    from .restoration import run_network
+    from .restoration import check_run_options, run_network
 
-    if tiling not in ("legacy", "tile", "none"):
-        raise ValueError(f"tiling must be 'legacy', 'tile' or 'none', got {tiling!r}")
+    check_run_options(task, tiling=tiling, device=device)  # once, before any image
     model = model.to(device).eval()
 
     def restore(img: np.ndarray) -> np.ndarray:

@@ -90,8 +90,9 @@ def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", til
     from .tasks import get_task
 
     check_run_options(task, tiling=tiling, ensemble=ensemble, precision=precision, device=x.device)
-    min_size = get_task(task).chop_min_size if task else 6400
-    pad = get_task(task).input_pad if task else 0
+    spec = get_task(task) if task else None
+    min_size = spec.chop_min_size if spec else 6400
+    pad = spec.input_pad if spec else 0
 
     def tiled(t: Tensor) -> Tensor:
         if tiling == "legacy":
@@ -101,7 +102,7 @@ def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", til
         return model(t)
 
     def once(t: Tensor) -> Tensor:
-        return forward_reflect_padded(tiled, t, pad, scale=getattr(model, "scale", 1)) if pad else tiled(t)
+        return forward_reflect_padded(tiled, t, pad, scale=getattr(model, "scale", 1))  # pad 0: tiled(t) itself
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     device_type = x.device.type
