@@ -340,8 +340,29 @@ def ablation_table() -> list[str]:
         out.append(f"* {task} {LEVEL[task].format(level)}, {set_name}, {variant}: seeds "
                    f"{', '.join(str(k) for k in sorted(by_seed))} give {' / '.join(f'{v:.2f}' for v in values)} dB "
                    f"(range {max(values) - min(values):.2f} dB)")
+    out += seed_paired_differences(seeds)
     out.append("")
     return out
+
+
+def seed_paired_differences(seeds: dict[tuple, dict]) -> list[str]:
+    """For each (task, level, set) whose three variants were all trained with the same seeds (two or more): the
+    differences between variants per seed (the seed fixes the data order and the degradations) and their mean."""
+    labels = {key: label for key, (_, label) in VARIANTS.items()}
+    pairs = [("pa", "nonlocal"), ("pa", "none"), ("nonlocal", "none")]
+    lines = []
+    for task, level, set_name in sorted({k[:3] for k in seeds}):
+        by_variant = {key: seeds.get((task, level, set_name, label), {}) for key, label in labels.items()}
+        common = sorted(set.intersection(*(set(v) for v in by_variant.values())))
+        if len(common) < 2:
+            continue
+        lines += ["", f"{task} {LEVEL[task].format(level)}, {set_name}, every variant trained with seeds "
+                      f"{', '.join(str(k) for k in common)} (difference per seed; mean):", ""]
+        for a, b in pairs:
+            diffs = [by_variant[a][k] - by_variant[b][k] for k in common]
+            lines.append(f"* {labels[a]} − {labels[b]}: {' / '.join(f'{d:+.2f}' for d in diffs)} dB; "
+                         f"mean {sum(diffs) / len(diffs):+.2f} dB")
+    return lines
 
 
 def recipe_summary(path: Path) -> str:

@@ -214,6 +214,14 @@ def test_ablation_table_puts_variants_side_by_side_and_flags_unequal_runs(tmp_pa
     table = results.ablation_table()
     assert [line for line in table if line.startswith("| sr")] == [row]
     assert "* sr x2, Set5, no attention: seeds 0, 1 give 36.00 / 36.10 dB (range 0.10 dB)" in table
+    assert not any("difference per seed" in line for line in table)  # only one variant has seed 1
+    for key, label, psnr in [("pa", "pyramid attention (5 levels)", 36.3), ("nonlocal", "single-scale non-local", 36.35)]:
+        (tmp_path / f"sr_Set5_{key}_seed1.json").write_text(json.dumps(
+            {**base, "variant": label, "psnr": psnr, "seed": 1, "iterations": 1500, "precision": "bf16"}))
+    table = results.ablation_table()
+    assert "sr x2, Set5, every variant trained with seeds 0, 1 (difference per seed; mean):" in table
+    assert "* pyramid attention (5 levels) − single-scale non-local: +0.25 / -0.05 dB; mean +0.10 dB" in table
+    assert "* pyramid attention (5 levels) − no attention: +0.50 / +0.20 dB; mean +0.35 dB" in table
     (tmp_path / "sr_Set5_none.json").write_text(json.dumps(
         {**base, "variant": "no attention", "psnr": 36.0, "iterations": 3000}))  # an older fp32 run
     (row,) = [line for line in results.ablation_table() if line.startswith("| sr")]
