@@ -62,6 +62,38 @@ def test_results_tables_prefer_the_papers_protocol_and_name_the_tiling(fake_ship
     assert [w.name for w in list_weights()] == ["tiny-dn-gray", "tiny-x4"]
 
 
+def test_results_card_rows_re_evaluates_exactly_the_cards_rows_with_their_tiling(fake_shipped, tmp_path, monkeypatch):
+    import results
+
+    card_path = fake_shipped / "tiny-x4.json"
+    row = {"task": "sr", "level": 4, "ssim": 0.9, "seconds": 1.0}
+    card = json.loads(card_path.read_text())
+    card["eval"] = [{**row, "set": "Set5", "psnr": 30.0, "tiling": "legacy"},
+                    {**row, "set": "Set14", "psnr": 27.0, "tiling": "tile32-8"}]
+    card_path.write_text(json.dumps(card))
+    calls = []
+
+    def fake_evaluate(weights, task, level, set_name, data_root, tiling, tile, overlap):
+        calls.append((weights.name, set_name, tiling, tile, overlap))
+        return {"psnr": 31.0, "ssim": 0.95, "seconds": 2.0}
+
+    monkeypatch.setattr(results, "evaluate", fake_evaluate)
+    monkeypatch.setattr(results, "replace_block", lambda *a: False)  # leave the real README alone
+    out = tmp_path / "results.md"
+    monkeypatch.setattr(sys, "argv", ["results.py", "--data-root", "D", "--card-rows", "--output", str(out)])
+    results.main()
+    # tiny-dn-gray's card lists no rows: nothing evaluated for it, although its plan has four
+    assert calls == [("tiny-x4", "Set5", "legacy", 0, 0), ("tiny-x4", "Set14", "tile", 32, 8)]
+    card = json.loads(card_path.read_text())
+    assert [(r["set"], r["tiling"], r["psnr"]) for r in card["eval"]] == [("Set5", "legacy", 31.0), ("Set14", "tile32-8", 31.0)]
+    assert card["eval_command"]["tile32-8"].endswith("--only tiny-x4 --tiling tile --tile 32 --tile-overlap 8")
+    assert "--card-rows" in out.read_text().splitlines()[2]
+    monkeypatch.setattr(sys, "argv", ["results.py", "--data-root", "D", "--card-rows", "--tile", "32"])
+    with pytest.raises(SystemExit):
+        results.main()
+    assert results.parse_tiling_label(results.tiling_label("tile", 48, 12)) == ("tile", 48, 12)
+
+
 def test_results_name_what_restore_runs_where_weights_lose_to_the_baseline(fake_shipped):
     import shutil
 
