@@ -33,6 +33,7 @@ from baselines import LABELS, LEVEL, PLAN, key_name  # noqa: E402
 from readme_block import replace_block  # noqa: E402
 
 CACHE = ROOT / "results" / "models"
+DEFAULT_TILE, DEFAULT_OVERLAP = 64, 16  # --tiling tile without --tile / --tile-overlap
 ABLATION = ROOT / "results" / "ablation"
 
 # The paper's PANet / PA-EDSR (release.md section 5): PSNR or (PSNR, SSIM), by (task, set, level).
@@ -122,10 +123,8 @@ def evaluate(weights, task, level, set_name, data_root, tiling, tile, overlap) -
 
 def protocol_text(label: str) -> str:
     """'legacy' -> 'chop' (the release's forward_chop, the paper's protocol); 'tile32-8' -> 'tiles 32/8'."""
-    if label == "legacy":
-        return "chop"
-    tile, overlap = label.removeprefix("tile").split("-")
-    return f"tiles {tile}/{overlap}"
+    tiling, tile, overlap = parse_tiling_label(label)
+    return "chop" if tiling == "legacy" else f"tiles {tile}/{overlap}"
 
 
 def headline_rows(rows: list[dict]) -> list[dict]:
@@ -418,8 +417,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated weights names")
     parser.add_argument("--tiling", choices=["legacy", "tile"],
                         help="legacy (default): the release's forward_chop, as the paper evaluated; tile: blended tiles")
-    parser.add_argument("--tile", type=int, help="with --tiling tile (default 64)")
-    parser.add_argument("--tile-overlap", type=int, help="with --tiling tile (default 16)")
+    parser.add_argument("--tile", type=int, help=f"with --tiling tile (default {DEFAULT_TILE})")
+    parser.add_argument("--tile-overlap", type=int, help=f"with --tiling tile (default {DEFAULT_OVERLAP})")
     parser.add_argument("--sets", help="comma-separated benchmark sets (default: every set of the task)")
     parser.add_argument("--levels", help="comma-separated levels, e.g. 50 (default: the paper's levels in range)")
     parser.add_argument("--render", action="store_true", help="only rebuild docs/results.md")
@@ -439,7 +438,9 @@ def main() -> None:
             if args.card_rows:
                 jobs = [(r["task"], r["level"], r["set"], r["tiling"]) for r in w.card.get("eval", [])]
             else:
-                label = tiling_label(args.tiling or "legacy", args.tile or 64, args.tile_overlap or 16)
+                label = tiling_label(args.tiling or "legacy",
+                                     DEFAULT_TILE if args.tile is None else args.tile,
+                                     DEFAULT_OVERLAP if args.tile_overlap is None else args.tile_overlap)
                 jobs = [(task, level, set_name, label) for task, level, set_name in plan_for(w)]
             rows = []
             for task, level, set_name, label in jobs:
