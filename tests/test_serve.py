@@ -125,3 +125,148 @@ def test_page_in_a_headless_browser(server, tmp_path):
         assert browser.find_element(By.ID, "download").get_attribute("href").startswith("blob:")
     finally:
         browser.quit()
+
+
+# --- bad input, load and other origins (issue: nothing lost, nothing hangs) ---------------------------------------
+
+
+def _raw_request(url: str, request: bytes, timeout: float = 30) -> bytes:
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def test_bad_request_lines_get_400_not_a_dropped_connection(server):
+    port = server.rsplit(":", 1)[1]
+    head = f"POST /api/restore?task=denoise HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
+    assert _status(_raw_request(server, head + b"Content-Length: abc\r\n\r\n")) == 400
+    assert _status(_raw_request(server, head + b"Content-Length: -5\r\n\r\n")) == 400
+    for query, message in [("task=sr&scale=inf", "finite"), ("task=sr&scale=2.9", "scale must be 2, 3 or 4"),
+                           ("task=denoise&sigma=nan", "finite"), ("task=denoise&sigma=abc", "must be a number"),
+                           ("task=car&quality=10.5", "integer")]:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            post(server + "/api/restore?" + query, png_bytes())
+        assert err.value.code == 400 and message in json.load(err.value)["error"], query
+
+
+def test_other_origins_and_hosts_are_refused(server):
+    port = server.rsplit(":", 1)[1]
+    for headers in [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Host": f"evil.example:{port}"}, {"Content-Type": "text/plain", "Origin": "http://evil.example"}]:
+        request = urllib.request.Request(server + "/api/restore?task=denoise&sigma=25", data=png_bytes(),
+                                         method="POST", headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, timeout=60)
+        assert err.value.code == 403, headers
+    with pytest.raises(urllib.error.HTTPError) as err:  # DNS rebinding: a foreign name cannot read the page either
+        urllib.request.urlopen(urllib.request.Request(server + "/", headers={"Host": f"evil.example:{port}"}))
+    assert err.value.code == 403
+    same = {"Origin": server, "Sec-Fetch-Site": "same-origin"}  # what the page itself sends
+    request = urllib.request.Request(server + "/api/restore?task=denoise&sigma=25", data=png_bytes(), method="POST",
+                                     headers=same)
+    with urllib.request.urlopen(request, timeout=120) as r:
+        assert r.status == 200
+
+
+def test_allowed_hosts_follow_the_listening_address():
+    from panet.serve import allowed_hosts
+
+    assert allowed_hosts("127.0.0.1", 8000) == {"127.0.0.1:8000", "localhost:8000", "[::1]:8000"}
+    assert allowed_hosts("192.168.1.5", 8000) == {"192.168.1.5:8000"}
+    assert allowed_hosts("0.0.0.0", 8000) is None  # every interface: any name may reach it (Origin still checked)
+
+
+def test_idle_half_sent_requests_are_closed():
+    import socket
+    import time
+
+    srv = make_server("127.0.0.1", 0, random_init=True, idle_timeout=0.5)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.server_address[1]), timeout=10) as sock:
+            sock.sendall(b"POST /api/restore?task=denoise HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and then nothing
+            start = time.monotonic()
+            assert sock.recv(1024) == b""  # the server hung up
+            assert time.monotonic() - start < 5
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_full_queue_answers_503_and_bursts_are_not_reset(tmp_path, monkeypatch):
+    import concurrent.futures
+
+    import panet.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "no-weights")
+    srv = make_server("127.0.0.1", 0, random_init=True, queue=1)
+    assert srv.request_queue_size >= 64
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/api/restore?task=denoise&sigma=25"
+    try:
+        srv.service._run.acquire()  # a restore "in progress": requests queue behind it
+        try:
+            def call(_):
+                try:
+                    with post(url, png_bytes(16, 16)) as r:
+                        return r.status
+                except urllib.error.HTTPError as err:
+                    return err.code
+
+            with concurrent.futures.ThreadPoolExecutor(20) as pool:
+                futures = [pool.submit(call, i) for i in range(20)]
+                import time
+
+                time.sleep(3)  # every request has arrived: 2 admitted (1 + queue), the rest refused
+                refused = [f.result() for f in futures if f.done()]
+                assert len(refused) == 18 and set(refused) == {503}
+                srv.service._run.release()
+                statuses = [f.result() for f in futures]
+        finally:
+            if srv.service._run.locked():
+                srv.service._run.release()
+        assert sorted(statuses) == [200, 200] + [503] * 18  # no connection reset, no hang
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_uploads_are_size_checked_before_decoding_and_keep_their_kind(server):
+    for width, height in [(100_000, 100_000), (2100, 2000)]:  # a bomb header; 4.2 MP, over the 4 MP limit
+        with pytest.raises(urllib.error.HTTPError) as err:
+            post(server + "/api/restore?task=denoise&sigma=25", _png_header_only(width, height))
+        assert err.value.code == 400 and "megapixels" in json.load(err.value)["error"]
+    gray16 = np.linspace(1000, 3000, 16 * 20).reshape(16, 20).astype(np.uint16)  # dark 16-bit gray
+    buffer = io.BytesIO()
+    Image.fromarray(gray16).save(buffer, format="PNG")
+    with post(server + "/api/restore?task=denoise&sigma=25", buffer.getvalue()) as r:
+        out = Image.open(io.BytesIO(r.read()))
+        assert out.mode == "I;16" and np.asarray(out).max() < 30000  # 16 bit, not turned white
+    palette = Image.new("P", (20, 16))
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.info["transparency"] = 0
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG", transparency=0)
+    with post(server + "/api/restore?task=denoise&sigma=25", buffer.getvalue()) as r:
+        assert Image.open(io.BytesIO(r.read())).mode == "RGBA"  # transparency kept as alpha

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .degrade import bayer_mask
+from .errors import UnknownNameError
 from .imresize import imresize
 
 Restorer = Callable[[np.ndarray], np.ndarray]
@@ -41,7 +42,7 @@ def _optional(module: str, extra_name: str):
 def make_baseline(name: str, task: str, level: float | None) -> Restorer:
     """A restorer for baseline ``name`` on ``task`` at ``level`` (SR scale, sigma, quality)."""
     if name not in BASELINES:
-        raise KeyError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+        raise UnknownNameError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
     if task not in BASELINES[name]:
         raise ValueError(f"baseline {name!r} does not apply to task {task!r}")
     if name == "identity":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -64,22 +65,25 @@ def _print_table(header: tuple, rows: list[tuple]) -> None:
 def _cmd_convert(args: argparse.Namespace) -> None:
     from .weights import from_official, save_weights
 
-    kwargs = {}
+    kwargs: dict[str, bool | int | float] = {}
     for item in args.release_arg or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise CliError(f"--release-arg expects KEY=VALUE, got {item!r}")
-        kwargs[key] = {"true": True, "false": False}.get(value.lower(), value)
-        if isinstance(kwargs[key], str):
-            kwargs[key] = float(value) if "." in value else int(value)
+        flag = {"true": True, "false": False}.get(value.lower())
+        try:
+            kwargs[key] = flag if flag is not None else float(value) if "." in value else int(value)
+        except ValueError:
+            raise CliError(f"--release-arg {key}: expected a number, true or false, got {value!r}") from None
+    output = Path(args.output)
+    refuse_overwriting_inputs([output], [Path(args.checkpoint)])
+    if output.exists() and not args.overwrite:
+        raise CliError(f"{output} exists (use --overwrite)")
     model = from_official(args.checkpoint, **kwargs)
     from .model import PANet
 
     if not isinstance(model, PANet):
         raise CliError("the checkpoint holds an attention block alone; only networks can be converted")
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise CliError(f"{output} exists (use --overwrite)")
     save_weights(model, output, metadata={"source": f"release checkpoint {Path(args.checkpoint).name}"})
     print(f"wrote {output} ({model.config['blocks']} blocks, {model.config['features']} features, scale {model.scale})")
 
@@ -106,17 +110,65 @@ def _expand_inputs(items: list[str]) -> list[Path]:
     return inputs
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)  # also hard links and other names of one file
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def refuse_overwriting_inputs(outputs: list[Path], inputs: list[Path]) -> None:
+    """CliError, before any work, when an output would be one of the inputs (never allowed, ``--overwrite`` or
+    not) or two inputs would write the same output (one result would silently replace the other)."""
+    by_target: dict[Path, Path] = {}
+    for source, target in zip(inputs, outputs):
+        key = target.resolve()
+        if key in by_target:
+            raise CliError(f"{by_target[key]} and {source} would both be written to {target}; restore them into "
+                           "separate folders or rename one")
+        by_target[key] = source
+    for target in outputs:
+        for source in inputs:
+            if _same_file(target, source):
+                raise CliError(f"{target} is an input; refusing to write over it (choose another output)")
+
+
+def _restore_targets(args: argparse.Namespace, inputs: list[Path]) -> list[Path]:
+    """Where each input's result goes: ``-o`` itself for one input file, else ``-o/<stem>.png``."""
+    from .images import IMAGE_SUFFIXES, output_format
+
+    output = Path(args.output)
+    many = len(inputs) > 1 or Path(args.inputs[0]).is_dir() or any(c in args.inputs[0] for c in "*?[")
+    if not many:
+        output_format(output)  # an unknown suffix fails before any work
+        return [output]
+    if output.exists() and not output.is_dir():
+        raise CliError(f"{output} is a file; several inputs need an output folder")
+    if not output.exists() and output.suffix.lower() in IMAGE_SUFFIXES:
+        raise CliError(f"several inputs need an output folder, and {output} looks like a file name; give a folder")
+    return [output / f"{path.stem}.png" for path in inputs]
+
+
 def _cmd_restore(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
 
     from .hardware import native_bf16
-    from .images import output_format, read_image_float, write_image_float
+    from .images import check_pixels, read_image_float, write_image_float
     from .restoration import auto_tile, check_run_options, image_colors, restore_float
 
-    inputs = _expand_inputs(args.inputs)
+    tile = None if args.tile == "auto" else _positive_int(args.tile, "--tile")
+    if args.tile_overlap < 0 or (tile is not None and args.tile_overlap >= tile):
+        raise CliError(f"--tile-overlap must be >= 0 and smaller than the tile, got {args.tile_overlap}")
+    if args.max_pixels < 1:
+        raise CliError(f"--max-pixels must be positive, got {args.max_pixels}")
+    inputs = list(dict.fromkeys(_expand_inputs(args.inputs)))  # a file named twice is restored once
     if not inputs:
         raise CliError("no input images found")
+    targets = _restore_targets(args, inputs)
+    refuse_overwriting_inputs(targets, inputs)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CliError("--device cuda: CUDA is not available")
     device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
@@ -130,8 +182,10 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         if key not in networks:
             model, task = _restore_network(args, colors if per_image else None)
             check_run_options(task, tiling=args.tiling, ensemble=args.ensemble, precision=args.precision, device=device)
-            tile = auto_tile(model, device) if args.tile == "auto" else _positive_int(args.tile, "--tile")
-            networks[key] = model.to(device).eval(), task, tile
+            size = auto_tile(model, device) if tile is None else tile
+            if args.tiling == "tile" and args.tile_overlap >= size:
+                raise CliError(f"--tile-overlap {args.tile_overlap} must be smaller than the tile ({size})")
+            networks[key] = model.to(device).eval(), task, size
         return networks[key]
 
     if args.precision == "bf16" and not native_bf16(device):
@@ -145,38 +199,40 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                           device=device)
     else:
         network(None)
-    output = Path(args.output)
-    many = len(inputs) > 1 or Path(args.inputs[0]).is_dir() or any(c in args.inputs[0] for c in "*?[")
-    if many and output.exists() and not output.is_dir():
-        raise CliError(f"{output} is a file; several inputs need an output folder")
-    if not many:
-        output_format(output)  # an unknown suffix fails before any work
     failures: list[str] = []
     with tqdm(inputs, desc="restore", unit="img", disable=len(inputs) < 2 or None, file=sys.stderr) as bar:
-        for path in bar:
-            target = output / f"{path.stem}.png" if many else output
+        for path, target in zip(bar, targets):
             try:
-                if target.resolve() == path.resolve():
-                    raise CliError(f"{target} is the input; refusing to overwrite it")
                 if target.exists() and not args.overwrite:
                     raise CliError(f"{target} exists (use --overwrite)")
-                array, info = read_image_float(path)
+                array, info = read_image_float(path, max_pixels=args.max_pixels)
                 if info.get("notice"):
                     print(f"note: {info['notice']}", file=sys.stderr)
-                model, task, tile = network(image_colors(array))
+                model, task, size = network(image_colors(array))
+                scale = getattr(model, "scale", 1)
+                check_pixels(array.shape[0] * scale, array.shape[1] * scale, args.max_pixels,
+                             f"{path}: the x{scale} output")
                 with _TileBar() as tiles:
-                    run = dict(tiling=args.tiling, tile=tile, overlap=args.tile_overlap, ensemble=args.ensemble,
+                    run = dict(tiling=args.tiling, tile=size, overlap=args.tile_overlap, ensemble=args.ensemble,
                                precision=args.precision, progress=tiles.update)
-                    restored = restore_float(model, array, task=task, device=device, **run)
+                    restored = restore_float(model, array, task=task, device=device, bayer=args.bayer, **run)
                 for note in write_image_float(target, restored, info):
                     print(f"note: {note}", file=sys.stderr)
                 tqdm.write(f"{path} -> {target}", file=sys.stdout)
             except (CliError, ValueError, FileNotFoundError, OSError) as exc:
                 failures.append(str(path))
-                print(f"panet: error: {exc}", file=sys.stderr)
+                print(f"panet: error: {_describe(exc)}", file=sys.stderr)
     if failures:
         raise CliError(f"{len(failures)} of {len(inputs)} images failed: {', '.join(failures[:5])}"
                        + (" ..." if len(failures) > 5 else ""))
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error: an OSError names its file and the system's reason (a full disk, no permission)."""
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror}"
+    return str(exc)
 
 
 class _TileBar:
@@ -303,6 +359,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     if bool(args.weights) == bool(args.model):
         raise CliError("give --weights NAME|FILE, or --model NAME with --random-init")
     output = Path(args.output)
+    refuse_overwriting_inputs([output], [Path(args.weights)] if args.weights else [])
     if output.exists() and not args.overwrite:
         raise CliError(f"{output} exists (use --overwrite)")
     model = _load_network(args)
@@ -328,6 +385,7 @@ def _cmd_explain(args: argparse.Namespace) -> None:
     if array.shape[2] != model.colors:
         array = array.mean(axis=2, keepdims=True) if model.colors == 1 else np.repeat(array, 3, axis=2)
     output = Path(args.output)
+    refuse_overwriting_inputs([output], [Path(args.image)])
     if output.exists() and not args.overwrite:
         raise CliError(f"{output} exists (use --overwrite)")
     result = attention_for_pixel(model, array, y=y, x=x, window=args.window)
@@ -414,7 +472,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"step {result['step']}: checkpoint and log in {result['out_dir']}")
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is in 0..65535, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .images import DEFAULT_MAX_PIXELS
+
     parser = argparse.ArgumentParser(prog="panet", description="Pyramid Attention Networks for image restoration")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -459,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="a local web page: drop an image, restore it, compare, download")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 0..65535 (0: any free port)")
     p.add_argument("--tile", type=int, default=64)
     p.add_argument("--random-init", action="store_true", help="demo tasks without shipped weights with random weights")
     p.set_defaults(func=_cmd_serve)
@@ -525,7 +595,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="bf16 (CUDA, or a CPU with native bf16; emulated and slower on AVX2-only CPUs) or fp16 "
                    "(CUDA) autocast; the attention's scores stay fp32")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse inputs and outputs larger than this many pixels (default: %(default)s); the size is "
+                   "read from the file's header before decoding")
+    p.add_argument("--bayer", choices=["GRBG", "RGGB", "GBRG", "BGGR"], default="GRBG", type=str.upper,
+                   help="--task demosaic: the Bayer pattern of the input mosaic, a 1-channel raw image or the "
+                   "3-channel zero-filled layout (default: GRBG)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs (never one of the inputs)")
     p.set_defaults(func=_cmd_restore)
     return parser
 
@@ -547,6 +623,9 @@ def main(argv: list[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"panet: error: {message}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only folder, a full disk: what the system said, and about which file
+        print(f"panet: error: {_describe(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("panet: interrupted", file=sys.stderr)
         return 130

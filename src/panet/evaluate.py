@@ -100,7 +100,7 @@ def format_table(results: Sequence[ImageResult], *, per_image: bool = True) -> s
 
 def write_results(path: str | os.PathLike, results: Sequence[ImageResult], meta: dict) -> None:
     """JSON (meta, per-image, per-set means) or CSV (per image) by suffix, atomically."""
-    from .weights import atomic_write
+    from .files import atomic_write
 
     path = os.fspath(path)
     if path.endswith(".csv"):

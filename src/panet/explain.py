@@ -97,7 +97,7 @@ def render(image: np.ndarray, result: PixelAttention, path, *, cell: int = 192) 
     scaled to its own maximum), its share of the attention mass, and the pixel marked."""
     from PIL import Image, ImageDraw
 
-    from .weights import atomic_write
+    from .files import atomic_write
 
     top, left, hh, ww = result.window
     crop = image[top : top + hh, left : left + ww]

@@ -104,7 +104,7 @@ class ExportablePANet(nn.Module):
 def export_model(model: PANet, path: str | os.PathLike, *, format: str, example_size: int = 48,
                  opset: Optional[int] = None) -> None:
     """Write ``model`` as ONNX (``format="onnx"``, needs the ``onnx`` extra) or TorchScript, dynamic H and W."""
-    from .weights import atomic_write
+    from .files import atomic_write
 
     if format not in ("onnx", "torchscript"):
         raise ValueError(f"format must be onnx or torchscript, got {format!r}")

@@ -12,7 +12,7 @@ import math
 import os
 from pathlib import Path
 
-from .weights import atomic_write
+from .files import atomic_write
 
 _W, _H, _PAD = 480, 320, 48
 

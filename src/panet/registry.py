@@ -11,6 +11,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UnknownNameError
 from .model import PANet
 
 
@@ -83,7 +84,7 @@ def get_preset(name: str) -> Preset:
     try:
         return _PRESETS[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
+        raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
 
 
 def create_model(name: str, **overrides: Any) -> PANet:

@@ -68,6 +68,22 @@ def auto_tile(model, device: str | torch.device = "cpu") -> int:
     return 32
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` -> CUDA when present, else the CPU; ValueError for a device name torch does not know or CUDA
+    asked for where there is none."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} asked for, but CUDA is not available")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device} is not supported; use cpu, cuda or auto")
+    return device
+
+
 def check_run_options(task: str | None, *, tiling: str = "tile", ensemble: bool = False, precision: str = "fp32",
                       device: str | torch.device = "cpu") -> None:
     """Raise ValueError for options that cannot work together (checked once, before any image)."""
@@ -79,6 +95,29 @@ def check_run_options(task: str | None, *, tiling: str = "tile", ensemble: bool 
         raise ValueError("fp16 needs CUDA; use bf16 on a CPU")
     if ensemble and task == "demosaic":
         raise ValueError("the x8 ensemble does not apply to demosaicing (a flip changes the Bayer phase)")
+
+
+def min_input_side(model) -> int:
+    """The smallest height / width ``model`` runs on: every level of its attention pyramid must keep a pixel."""
+    from .attention import pyramid_sizes
+
+    block = getattr(model, "attention", None)
+    if block is None:
+        return 1
+    side = 1
+    while min(min(size) for size in pyramid_sizes(side, side, block.levels)) < 1:
+        side += 1
+    return side
+
+
+def _pad_to_min_side(run: Callable[[Tensor], Tensor], x: Tensor, side: int, scale: int) -> Tensor:
+    """``run`` on ``x`` edge-padded at the bottom / right up to ``side`` pixels, the padding cropped off again (an
+    image 1 pixel high is still an image)."""
+    h, w = x.shape[-2:]
+    if h >= side and w >= side:
+        return run(x)
+    padded = torch.nn.functional.pad(x, (0, max(0, side - w), 0, max(0, side - h)), mode="replicate")
+    return run(padded)[..., : h * scale, : w * scale]
 
 
 def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", tile: int = 64, overlap: int = 16,
@@ -101,8 +140,13 @@ def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", til
             return forward_tiled(model, t, tile=tile, overlap=overlap, progress=progress)
         return model(t)
 
+    scale, side = getattr(model, "scale", 1), min_input_side(model)
+
     def once(t: Tensor) -> Tensor:
-        return forward_reflect_padded(tiled, t, pad, scale=getattr(model, "scale", 1))  # pad 0: tiled(t) itself
+        def padded(u: Tensor) -> Tensor:
+            return forward_reflect_padded(tiled, u, pad, scale=scale)  # pad 0: tiled(u) itself
+
+        return _pad_to_min_side(padded, t, side, scale)
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     device_type = x.device.type
@@ -112,21 +156,19 @@ def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", til
 
 
 def _to_float_hwc(image: Any) -> tuple[np.ndarray, dict]:
-    """Any supported image -> float32 HxWxC in [0, 1] and what is needed to give it back in kind."""
+    """Any supported image -> float32 HxWxC in [0, 1] and what is needed to give it back in kind.
+
+    Float input must lie in [0, 1] (:func:`panet.images.check_float_image`): NaN, infinities and 0-255 data given as
+    float are refused, not clipped."""
     from PIL import Image
+
+    from .images import check_float_image, pil_to_float
 
     info: dict[str, Any] = {}
     if isinstance(image, Image.Image):
         info["kind"] = "pil"
-        info["mode"] = image.mode
-        if image.mode in ("I;16", "I;16B", "I"):
-            array = np.asarray(image, dtype=np.float64) / 65535.0
-            info["mode"] = "I;16"
-        else:
-            keep = {"L": "L", "LA": "LA", "RGB": "RGB", "RGBA": "RGBA", "P": "RGBA" if "transparency" in image.info else "RGB"}
-            image = image.convert(keep.get(image.mode, "RGB"))
-            info["mode"] = image.mode
-            array = np.asarray(image, dtype=np.float64) / 255.0
+        array, pil_info = pil_to_float(image)
+        info.update(pil_info)
     elif isinstance(image, Tensor):
         info["kind"] = "tensor"
         info["shape"] = tuple(image.shape)
@@ -138,10 +180,15 @@ def _to_float_hwc(image: Any) -> tuple[np.ndarray, dict]:
             t = t[0]
         if t.dim() == 2:
             t = t[None]
-        if t.dim() != 3:
-            raise ValueError(f"expected a (C, H, W), (1, C, H, W) or (H, W) tensor, got shape {tuple(image.shape)}")
-        array = t.float().permute(1, 2, 0).cpu().numpy()
-        if not t.is_floating_point():
+        if t.dim() != 3 or t.shape[0] not in (1, 2, 3, 4):
+            raise ValueError(f"expected a (C, H, W), (1, C, H, W) or (H, W) tensor with C in 1..4, got shape "
+                             f"{tuple(image.shape)}")
+        if t.is_complex() or t.dtype == torch.bool:
+            raise ValueError(f"unsupported dtype {image.dtype}: use uint8 or float in [0, 1]")
+        array = t.double().permute(1, 2, 0).cpu().numpy()
+        if t.is_floating_point():
+            array = check_float_image(array)
+        else:
             array = array / (65535.0 if image.dtype == torch.int32 else 255.0)
     else:
         a = np.asarray(image)
@@ -154,28 +201,27 @@ def _to_float_hwc(image: Any) -> tuple[np.ndarray, dict]:
         elif a.dtype == np.uint16:
             array = a / 65535.0
         elif np.issubdtype(a.dtype, np.floating):
-            array = a.astype(np.float64)
+            array = check_float_image(a.astype(np.float64))
         else:
             raise ValueError(f"unsupported dtype {a.dtype}: use uint8, uint16 or float in [0, 1]")
     array = np.asarray(array, dtype=np.float32)
     if array.ndim == 2:
         array = array[:, :, None]
+    if array.size == 0:
+        raise ValueError(f"empty image (shape {tuple(array.shape)})")
     return array, info
 
 
 def _from_float_hwc(array: np.ndarray, info: dict):
-    from PIL import Image
+    from .images import float_to_pil
 
     array = np.clip(array, 0.0, 1.0)
     kind = info["kind"]
     if kind == "pil":
-        if info["mode"] == "I;16":
-            return Image.fromarray(np.round(array[:, :, 0] * 65535).astype(np.uint16))
-        data = np.round(array * 255).astype(np.uint8)
-        return Image.fromarray(data[:, :, 0] if data.shape[2] == 1 else data, mode=info["mode"])
+        return float_to_pil(array, info)[0]
     if kind == "tensor":
         t = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
-        if len(info["shape"]) == 2:
+        if len(info["shape"]) == 2 and t.shape[0] == 1:
             t = t[0]
         elif len(info["shape"]) == 4:
             t = t[None]
@@ -189,7 +235,8 @@ def _from_float_hwc(array: np.ndarray, info: dict):
         out = np.round(array * 65535).astype(np.uint16)
     else:
         out = array.astype(dtype)
-    return out[:, :, 0] if info["ndim"] == 2 else out
+    # an HxW image comes back HxW, unless it gained colours (a raw Bayer mosaic, demosaiced)
+    return out[:, :, 0] if info["ndim"] == 2 and out.shape[2] == 1 else out
 
 
 def image_colors(array: np.ndarray) -> int:
@@ -197,8 +244,43 @@ def image_colors(array: np.ndarray) -> int:
     return 1 if array.shape[2] < 3 else 3
 
 
-def restore_float(model, array: np.ndarray, *, task: str | None, device: str | torch.device = "cpu", **run) -> np.ndarray:
-    """float32 HxWxC (C = 1..4, in [0, 1]) -> restored float32 HxW'xC, adapting channels to the network."""
+# How many rows / columns of reflection put a mosaic of each Bayer pattern into the GRBG phase the demosaicers
+# were trained on: a reflection keeps the colour filter array consistent (pixel -k mirrors pixel k), so one row
+# on top turns BGGR into GRBG, one column on the left turns RGGB into GRBG.
+_GRBG_SHIFT = {"GRBG": (0, 0), "RGGB": (0, 1), "BGGR": (1, 0), "GBRG": (1, 1)}
+MOSAIC_HELP = ("demosaicing takes a Bayer mosaic: a 1-channel raw image (its pattern given by --bayer, GRBG by "
+               "default) or the 3-channel zero-filled layout (panet.degrade.mosaic)")
+
+
+def _demosaic(net: Callable[[np.ndarray], np.ndarray], color: np.ndarray, pattern: str) -> np.ndarray:
+    """A raw Bayer image (HxWx1) or a zero-filled mosaic (HxWx3) in ``pattern`` -> the demosaiced RGB image."""
+    from .degrade import BAYER_PATTERNS, bayer_mask
+    from .images import FLOAT_SLACK
+
+    pattern = pattern.upper()
+    if pattern not in BAYER_PATTERNS:
+        raise ValueError(f"unknown Bayer pattern {pattern!r}; choose from {', '.join(BAYER_PATTERNS)}")
+    h, w = color.shape[:2]
+    mask = bayer_mask(h, w, pattern)
+    if color.shape[2] == 1:
+        layout = np.where(mask, color, 0).astype(np.float32)
+    elif np.abs(color[~mask]).max(initial=0) <= FLOAT_SLACK:
+        layout = color
+    else:
+        raise ValueError(f"{MOSAIC_HELP}; this image has colour at every pixel (a photo, or a mosaic of another "
+                         "pattern or saved lossily)")
+    top, left = _GRBG_SHIFT[pattern]
+    mode = "reflect" if min(h, w) > 1 else "edge"
+    shifted = np.pad(layout, ((top, 0), (left, 0), (0, 0)), mode=mode)
+    return net(shifted)[top:, left:]
+
+
+def restore_float(model, array: np.ndarray, *, task: str | None, device: str | torch.device = "cpu",
+                  bayer: str = "GRBG", **run) -> np.ndarray:
+    """float32 HxWxC (C = 1..4, in [0, 1]) -> restored float32 HxW'xC, adapting channels to the network.
+
+    ``bayer``: for ``task="demosaic"``, the pattern of the input mosaic (a 1-channel raw image or the 3-channel
+    zero-filled layout), read from the top-left 2x2 row by row."""
     from .imresize import imresize
 
     channels = array.shape[2]
@@ -210,7 +292,9 @@ def restore_float(model, array: np.ndarray, *, task: str | None, device: str | t
         x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(device)
         return run_network(model, x, task=task, **run)[0].permute(1, 2, 0).cpu().numpy()
 
-    if color.shape[2] == model.colors:
+    if task == "demosaic":
+        out = _demosaic(net, color, bayer)
+    elif color.shape[2] == model.colors:
         out = net(color)
     elif model.colors == 3:  # gray image, colour network: three equal channels in, their mean out
         out = net(np.repeat(color, 3, axis=2)).mean(axis=2, keepdims=True)
@@ -236,22 +320,30 @@ def _restore_luma(net, rgb: np.ndarray) -> np.ndarray:
 
 def restore(image: Any, *, task: str | None = None, weights: str | None = None, model=None, scale: int | None = None,
             sigma: float | None = None, quality: int | None = None, tiling: str = "tile", tile: int = 64,
-            overlap: int = 16, ensemble: bool = False, device: str = "cpu", precision: str = "fp32"):
+            overlap: int = 16, ensemble: bool = False, device: str = "cpu", precision: str = "fp32",
+            bayer: str = "GRBG"):
     """Restore ``image`` (numpy HxW[xC] uint8/uint16/float, PIL image, or tensor (C, H, W) / (1, C, H, W)).
 
     The network: ``model`` (a PANet), ``weights`` (a shipped name or a file), or the shipped default for ``task``
     and its level (``scale`` for SR; ``sigma``/``quality`` choose among shipped denoising/JPEG weights).
-    Tiling as in ``panet restore``; ``ensemble`` averages the 8 flips/transposes.
+    Tiling as in ``panet restore``; ``ensemble`` averages the 8 flips/transposes. ``bayer``: the pattern of a
+    mosaic given to ``task="demosaic"`` (a 1-channel raw image or the 3-channel zero-filled layout).
+    Bad arguments and images raise ``ValueError``.
     """
+    from .tasks import get_task
+
+    if task is not None:
+        get_task(task)
     level = {"sr": scale, "denoise": sigma, "car": quality}.get(task or "", None)
     if task == "sr" and scale is None and model is None and weights is None:
         raise ValueError("task='sr' needs scale=2, 3 or 4")
+    device = resolve_device(device)
+    check_run_options(task, tiling=tiling, ensemble=ensemble, precision=precision, device=device)
     array, info = _to_float_hwc(image)
     net, task = _network(task, weights, model, level, image_colors(array))
     if task == "sr" and scale is not None and net.scale != scale:
         raise ValueError(f"the network upscales x{net.scale}, not x{scale}")
-    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
     net = net.to(device)
     out = restore_float(net, array, task=task, device=device, tiling=tiling, tile=tile, overlap=overlap,
-                        ensemble=ensemble, precision=precision)
+                        ensemble=ensemble, precision=precision, bayer=bayer)
     return _from_float_hwc(out, info)

@@ -5,20 +5,23 @@
 Drop an image, choose the task and level, see input and output with a before/after slider, download the PNG.
 Nothing leaves the machine: the page talks to this process only. Endpoints: ``GET /`` (the page),
 ``GET /api/tasks`` (what can be restored with which weights), ``POST /api/restore?task=...&scale=|sigma=|quality=``
-with the image file as the request body (PNG back, or a JSON error with status 400).
+with the image file as the request body (PNG back, or a JSON error: 400 bad input, 403 refused, 413 too large,
+503 busy). What it accepts, and from where: docs/security.md.
 """
 from __future__ import annotations
 
-import io
+import contextlib
+import ipaddress
 import json
+import math
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-import numpy as np
-
 LEVELS = {"sr": ("scale", [2, 3, 4]), "denoise": ("sigma", None), "car": ("quality", None), "demosaic": (None, None)}
+MAX_UPLOAD = 64 * 2**20  # bytes of one uploaded file
 DEMO_PRESETS = {"sr": "pa-edsr-s-x{scale}", "denoise": "panet-dn-s", "car": "panet-car-s", "demosaic": "panet-demosaic-s"}
 
 PAGE = """<!doctype html>
@@ -80,13 +83,23 @@ $('go').onclick = async () => {
 """
 
 
-class RestoreService:
-    """Loads networks on demand (cached) and restores encoded images."""
+class Busy(Exception):
+    """Every restore slot and queue place is taken: answered 503."""
 
-    def __init__(self, *, random_init: bool = False, tile: int = 64, max_pixels: int = 4_000_000):
-        self.random_init, self.tile, self.max_pixels = random_init, tile, max_pixels
+
+class RestoreService:
+    """Loads networks on demand (cached) and restores encoded images, one at a time.
+
+    ``max_pixels`` bounds an upload by the size its header declares, checked before decoding; ``queue`` bounds how
+    many requests may wait for the running one (more are refused with :class:`Busy` before their body is read).
+    """
+
+    def __init__(self, *, random_init: bool = False, tile: int = 64, max_pixels: int = 4_000_000, queue: int = 4):
+        self.random_init, self.tile, self.max_pixels, self.queue = random_init, tile, max_pixels, queue
         self._models: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._run = threading.Lock()  # one restore at a time: it already uses every core
+        self._admitted = 0  # running + waiting
 
     def tasks(self) -> dict:
         from .pretrained import list_weights
@@ -102,6 +115,19 @@ class RestoreService:
             out[task] = {"label": label, "level": level, "default": default,
                          "weights": [w.name for w in shipped] or ["random-init " + DEMO_PRESETS[task]]}
         return out
+
+    @contextlib.contextmanager
+    def admission(self):
+        """A place in the queue for one request, or :class:`Busy` when ``1 + queue`` requests already hold one."""
+        with self._lock:
+            if self._admitted > self.queue:
+                raise Busy(f"busy: {self._admitted} restores are running or waiting; try again shortly")
+            self._admitted += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._admitted -= 1
 
     def _model(self, task: str, level: float | None):
         from .pretrained import find_weights, list_weights
@@ -127,35 +153,84 @@ class RestoreService:
             return self._models[name], f"{name}, RANDOM weights"
 
     def restore(self, data: bytes, task: str, level: float | None) -> tuple[bytes, str]:
-        from PIL import Image, ImageOps
-
+        """An encoded image -> the restored PNG's bytes (16-bit and float gray come back 16-bit, alpha is kept) and
+        the label of the weights used. Bad input raises ValueError."""
+        from .images import encode_image_float, read_image_float
         from .restoration import restore_float
         from .tasks import get_task
 
-        get_task(task)
-        if task == "sr" and level not in (2, 3, 4):
-            raise ValueError("scale must be 2, 3 or 4")
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                img = ImageOps.exif_transpose(img)
-                if img.width * img.height > self.max_pixels:
-                    raise ValueError(f"image too large ({img.width}x{img.height}); the limit is {self.max_pixels} pixels")
-                img = img.convert("RGBA" if "A" in img.mode else "RGB")
-        except ValueError:
-            raise
-        except Exception as exc:
-            raise ValueError(f"not a readable image ({exc})") from None
-        array = np.asarray(img, dtype=np.float32) / 255.0
+        if level is not None or task == "sr":
+            get_task(task).check_level(level)
+        array, info = read_image_float(data, max_pixels=self.max_pixels)  # the header's size, checked before decoding
         model, label = self._model(task, level)
-        out = restore_float(model, array, task=task, tiling="tile", tile=self.tile, overlap=16)
-        data = np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(data, "RGBA" if data.shape[2] == 4 else "RGB").save(buffer, format="PNG")
-        return buffer.getvalue(), label
+        with self._run:
+            out = restore_float(model, array, task=task, tiling="tile", tile=self.tile, overlap=16)
+        png, _ = encode_image_float(out, info, "PNG")
+        return png, label
 
 
-def make_handler(service: RestoreService, note: str = ""):
+def parse_level(task: str, text: str | None) -> float | None:
+    """The level query parameter of ``task`` (``scale=2``, ``sigma=25``, ``quality=10``), checked by the task:
+    a finite number in its range; an SR scale must be 2, 3 or 4 exactly (``2.9`` is an error, not x2)."""
+    from .tasks import get_task
+
+    if text is None or text == "":
+        return None
+    name = LEVELS[task][0]
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {text!r}")
+    get_task(task).check_level(value)
+    return int(value) if task == "sr" else value
+
+
+def allowed_hosts(host: str, port: int) -> set[str] | None:
+    """The Host headers a request may carry for a server listening on ``host:port`` (DNS rebinding: a foreign name
+    that resolves to this machine is refused). None when it listens on every interface: any name may reach it."""
+    if host in ("", "0.0.0.0", "::"):
+        return None
+    names = {host}
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback:
+        names |= {"localhost", "127.0.0.1", "::1"}
+    written = {f"[{n}]" if ":" in n else n for n in names}
+    return {f"{n}:{port}" for n in written} | (written if port == 80 else set())
+
+
+def request_refusal(headers, hosts: set[str] | None) -> str | None:
+    """Why a request must be refused (a foreign Host, or a browser request from another site), or None.
+
+    Browsers send ``Origin`` with every POST and ``Sec-Fetch-Site`` with every request; a page on another site
+    therefore cannot make this server restore (or read) anything. Clients that are no browser (curl, scripts)
+    send neither and are served."""
+    host = headers.get("Host", "")
+    if hosts is not None and host.lower() not in hosts:
+        return f"unexpected Host {host!r}: open the page at http://{sorted(hosts)[0]}/"
+    origin = headers.get("Origin")
+    if origin is not None and origin.lower() != f"http://{host}".lower():
+        return f"requests from {origin} are not accepted"
+    if headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        return "cross-site requests are not accepted"
+    return None
+
+
+class RestoreServer(ThreadingHTTPServer):
+    request_queue_size = 128  # the listen backlog (socketserver's default, 5, resets bursts of connections)
+    daemon_threads = True
+    service: RestoreService
+
+
+def make_handler(service: RestoreService, note: str = "", hosts: set[str] | None = None, *,
+                 idle_timeout: float = 30.0, body_timeout: float = 120.0):
     class Handler(BaseHTTPRequestHandler):
+        timeout = idle_timeout  # a socket that sends nothing for this long is closed (frees its thread)
+
         def log_message(self, fmt, *args):  # quiet by default
             pass
 
@@ -163,58 +238,97 @@ def make_handler(service: RestoreService, note: str = ""):
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Content-Type-Options", "nosniff")
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
 
-        def _error(self, status: int, message: str) -> None:
-            self._send(status, json.dumps({"error": message}).encode(), "application/json")
+        def _error(self, status: int, message: str, headers: dict | None = None) -> None:
+            self._send(status, json.dumps({"error": message}).encode(), "application/json", headers)
+
+        def _refused(self) -> bool:
+            reason = request_refusal(self.headers, hosts)
+            if reason is not None:
+                self.close_connection = True
+                self._error(403, reason)
+            return reason is not None
 
         def do_GET(self):
+            if self._refused():
+                return
             path = urlparse(self.path).path
             if path == "/":
                 page = PAGE.replace("__TASKS__", json.dumps(service.tasks())).replace("__NOTE__", note)
-                self._send(200, page.encode(), "text/html; charset=utf-8")
+                self._send(200, page.encode(), "text/html; charset=utf-8",
+                           {"Content-Security-Policy": "frame-ancestors 'none'"})
             elif path == "/api/tasks":
                 self._send(200, json.dumps(service.tasks()).encode(), "application/json")
             else:
                 self._error(404, "not found")
 
-        def do_POST(self):
-            import time
+        def _read_body(self, length: int) -> bytes:
+            deadline = time.monotonic() + body_timeout
+            chunks, left = [], length
+            while left:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("request body too slow")
+                chunk = self.rfile.read(min(left, 1 << 20))
+                if not chunk:
+                    raise ValueError("the request body ended before its Content-Length")
+                chunks.append(chunk)
+                left -= len(chunk)
+            return b"".join(chunks)
 
+        def do_POST(self):
+            if self._refused():
+                return
             url = urlparse(self.path)
             if url.path != "/api/restore":
+                self.close_connection = True
                 return self._error(404, "not found")
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            length = int(self.headers.get("Content-Length") or 0)
-            if length <= 0:
-                return self._error(400, "send the image file as the request body")
-            if length > 64 * 2**20:
-                return self._error(400, "file too large (64 MB limit)")
-            data = self.rfile.read(length)
+            text = self.headers.get("Content-Length")
+            length = int(text) if text is not None and text.strip().isdigit() else -1
+            if length <= 0 or length > MAX_UPLOAD:
+                self.close_connection = True  # the body (if any) is not read: the connection cannot be reused
+                if length > MAX_UPLOAD:
+                    return self._error(413, f"file too large ({MAX_UPLOAD >> 20} MB limit)")
+                return self._error(400, "send the image file as the request body, with a valid Content-Length")
             task = query.get("task", "")
             try:
                 if task not in LEVELS:
                     raise ValueError(f"unknown task {task!r}")
-                name = LEVELS[task][0]
-                level = float(query[name]) if name and query.get(name) not in (None, "") else None
-                if task == "sr" and level is not None:
-                    level = int(level)
-                start = time.perf_counter()
-                png, label = service.restore(data, task, level)
-            except (ValueError, KeyError) as exc:
-                return self._error(400, str(exc.args[0] if exc.args else exc))
+                level = parse_level(task, query.get(LEVELS[task][0])) if LEVELS[task][0] else None
+                with service.admission():
+                    data = self._read_body(length)
+                    start = time.perf_counter()
+                    png, label = service.restore(data, task, level)
+            except Busy as exc:
+                self.close_connection = True
+                return self._error(503, str(exc), {"Retry-After": "10"})
+            except ValueError as exc:
+                self.close_connection = True
+                return self._error(400, str(exc))
             self._send(200, png, "image/png", {"X-Seconds": f"{time.perf_counter() - start:.1f}", "X-Weights": label})
 
     return Handler
 
 
-def make_server(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool = False, tile: int = 64) -> ThreadingHTTPServer:
-    service = RestoreService(random_init=random_init, tile=tile)
+def make_server(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool = False, tile: int = 64,
+                queue: int = 4, idle_timeout: float = 30.0) -> RestoreServer:
+    """The server (not yet serving): ``queue`` requests may wait for the running restore; a connection idle for
+    ``idle_timeout`` seconds is closed. Its ``service`` attribute is the :class:`RestoreService`."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be in 0..65535, got {port}")
+    service = RestoreService(random_init=random_init, tile=tile, queue=queue)
     note = "<b>Demo mode: networks without shipped weights run with RANDOM weights.</b>" if random_init else ""
-    return ThreadingHTTPServer((host, port), make_handler(service, note))
+    server = RestoreServer((host, port), make_handler(service, note))
+    # the Host check needs the port actually bound (port 0 picks one)
+    server.RequestHandlerClass = make_handler(service, note, allowed_hosts(host, server.server_address[1]),
+                                              idle_timeout=idle_timeout)
+    server.service = service
+    return server
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool = False, tile: int = 64) -> None:

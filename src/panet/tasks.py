@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import UnknownNameError
+
 
 @dataclass(frozen=True)
 class Task:
@@ -101,4 +103,4 @@ def get_task(name: str) -> Task:
     try:
         return TASKS[name]
     except KeyError:
-        raise KeyError(f"unknown task {name!r}; choose from {', '.join(TASKS)}") from None
+        raise UnknownNameError(f"unknown task {name!r}; choose from {', '.join(TASKS)}") from None

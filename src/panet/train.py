@@ -26,13 +26,18 @@ from typing import Any
 
 import torch
 
+from .files import atomic_write, remove_stale_temp_files
 from .hardware import native_bf16, resolve_precision
-from .weights import atomic_write
 
 
 # --------------------------------------------------------------------------
 # Config
 # --------------------------------------------------------------------------
+
+
+MIN_PATCH = 8  # the smallest training patch side (input pixels)
+# what a run writes into its out_dir atomically
+RUN_FILES = ("checkpoint.pt", "weights.safetensors", "card.json", "log.csv", "val_reference.json", "curves.png")
 
 
 @dataclass
@@ -174,8 +179,62 @@ def _validate(c: TrainConfig) -> None:
             raise ValueError(f"{name} must be a positive integer")
     if c.ema is not None and not 0 < c.ema < 1:
         raise ValueError("ema must be in (0, 1) or null")
-    if not c.data.train:
+    _validate_data(c, task)
+    _validate_optim(c.optim)
+    if not isinstance(c.model_overrides, dict):
+        raise ValueError(f"model_overrides must be a mapping of network settings, got {c.model_overrides!r}")
+    if not isinstance(c.init_skip, list) or not all(isinstance(p, str) for p in c.init_skip):
+        raise ValueError(f"init_skip must be a list of key patterns, got {c.init_skip!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _validate_data(c: TrainConfig, task) -> None:
+    d = c.data
+    for name in ("train", "val"):
+        names = getattr(d, name)
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError(f"data.{name} must be a list of set names or folders, got {names!r}")
+    if not d.train:
         raise ValueError("data.train lists no training sets")
+    # the smallest level of the attention pyramid (scale 0.6) must keep a few pixels of a patch
+    if d.patch_size < MIN_PATCH:
+        raise ValueError(f"data.patch_size must be at least {MIN_PATCH}, got {d.patch_size}")
+    for name in ("val_images", "val_crop"):
+        value = getattr(d, name)
+        if value is not None and value < 1:
+            raise ValueError(f"data.{name} must be positive or null, got {value}")
+    if d.workers < 0:
+        raise ValueError(f"data.workers must be >= 0, got {d.workers}")
+    level = d.level
+    if task.name == "demosaic":
+        return
+    if isinstance(level, list) and len(level) == 2 and all(_is_number(v) for v in level):
+        if level[0] > level[1]:
+            raise ValueError(f"data.level [low, high] needs low <= high, got {level}")
+        for value in level:
+            task.check_level(value)
+    elif _is_number(level):
+        task.check_level(level)
+    else:
+        raise ValueError(f"data.level must be a number or [low, high] for {task.name}, got {level!r}")
+
+
+def _validate_optim(o: OptimConfig) -> None:
+    betas = o.betas
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in betas):
+        raise ValueError(f"optim.betas must be two numbers in [0, 1), e.g. [0.9, 0.999]; got {betas!r}")
+    for name, positive in (("lr", True), ("eps", True), ("gamma", True), ("weight_decay", False)):
+        value = getattr(o, name)
+        if not _is_number(value) or value < 0 or (positive and value == 0):
+            raise ValueError(f"optim.{name} must be a {'positive' if positive else 'non-negative'} number, got {value!r}")
+    if not isinstance(o.milestones, list) or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0
+                                                     for m in o.milestones):
+        raise ValueError(f"optim.milestones must be a list of positive step numbers, got {o.milestones!r}")
+    if o.grad_clip is not None and not (_is_number(o.grad_clip) and o.grad_clip > 0):
+        raise ValueError(f"optim.grad_clip must be positive or null, got {o.grad_clip!r}")
 
 
 # --------------------------------------------------------------------------
@@ -219,10 +278,12 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def _load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    from .weights import read_torch_file
+
+    state = read_torch_file(path, map_location=device)
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{path}: not a checkpoint written by panet train (no model state in it)")
+    return state
 
 
 def _device(name: str, local_rank: int) -> torch.device:
@@ -269,8 +330,16 @@ def load_init_weights(model: torch.nn.Module, path: str | os.PathLike, skip: lis
         except Exception as exc:
             raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
     else:
-        state = _load_checkpoint(path)
-        source = state.get("ema") or state["model"]
+        from .weights import from_official, read_torch_file
+
+        state = read_torch_file(path)
+        if isinstance(state, dict) and "model" in state:  # a checkpoint of panet train
+            source = state.get("ema") or state["model"]
+        else:  # the release's state dict: converted (strictly) into this project's names
+            try:
+                source = from_official(state).state_dict()
+            except ValueError as exc:
+                raise ValueError(f"{path}: neither a panet train checkpoint nor a release state dict ({exc})") from None
     target = model.state_dict()
     if fold:
         source = fold_colors(source, target)
@@ -336,6 +405,24 @@ def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = 
 
     Returns {"step", "losses" (this call's, averaged over processes), "out_dir"}.
     """
+    import shutil
+
+    out = Path(config.out_dir)
+    main_process = int(os.environ.get("RANK", "0")) == 0
+    fresh = main_process and not out.exists()
+    if main_process and out.is_dir():
+        # kill -9 during a checkpoint write leaves atomic_write's temporary file; nothing else writes here now
+        remove_stale_temp_files(out, list(RUN_FILES))
+    try:
+        return _train(config, resume=resume, max_steps=max_steps, quiet=quiet, command=command)
+    except Exception:
+        # a run that failed before its first checkpoint leaves nothing behind (not even the folder it created)
+        if fresh and out.is_dir() and not (out / "checkpoint.pt").exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: bool, command: str | None) -> dict:
     import torch.distributed as dist
     from tqdm import tqdm
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,39 +17,11 @@ from torch import Tensor
 
 from .attention import PyramidAttention
 from .blocks import ResBlock
+from .files import atomic_write  # noqa: F401  (kept importable from here)
 from .model import DIV2K_MEAN, PANet
 
 PathLike = Union[str, os.PathLike]
 FORMAT = "panet/1"
-
-# --------------------------------------------------------------------------
-# Atomic files
-# --------------------------------------------------------------------------
-
-
-def _new_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write(path: PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes the file private (0600); the result gets the mode a plain open() would give it (or keeps
-        # the mode of the file it replaces), so that outputs stay readable by whoever could read them before
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else _new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
 
 # --------------------------------------------------------------------------
 # Our format: safetensors + the network's config in the metadata
@@ -76,8 +47,78 @@ def read_metadata(path: PathLike) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def read_torch_file(path: PathLike, *, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load`` made safe for files from anywhere: ``weights_only=True`` (no pickled code runs), and tensor
+    data checked before it is materialised. A zip checkpoint is memory-mapped, so a tensor costs memory only once
+    used (callers check names and shapes first); compressed tensor records, which ``torch.save`` never writes but a
+    crafted file uses to hide gigabytes in a few KB, are refused. Every problem is one ValueError naming the file.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    mmap = zipfile.is_zipfile(path)
+    if mmap:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                records = [r for r in archive.infolist() if "/data/" in r.filename]
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise ValueError(f"{path}: not a readable checkpoint ({exc})") from None
+        packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+        if packed:
+            declared = sum(r.file_size for r in records)
+            raise ValueError(f"{path}: its tensor data is compressed ({len(packed)} records, {declared / 2**20:.0f} MB "
+                             "unpacked); torch.save never writes that, so panet does not unpack it")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if "weights_only" in text or "Weights only load failed" in text:
+            # PyTorch's advice here is to load with weights_only=False, which would run code from the file
+            first = "not a PyTorch checkpoint of tensors (panet never loads pickled code)"
+        raise ValueError(f"{path}: cannot be read as a weights-only checkpoint ({first})") from None
+
+
+def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a .safetensors header, without reading the tensors."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+def _config_from_metadata(meta: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]], path: Path) -> dict:
+    """The network config stored with the weights, checked against the tensors before anything is built: a crafted
+    ``blocks=1000000`` must not build a million blocks."""
+    import inspect
+
+    try:
+        config = json.loads(meta["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the config in its metadata is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: the config in its metadata is not a mapping")
+    known = set(inspect.signature(PANet).parameters)
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown network settings in its metadata: {', '.join(map(str, unknown))}")
+    for key in ("colors", "scale", "features", "blocks", "attention_levels", "attention_reduction"):
+        if key in config and (isinstance(config[key], bool) or not isinstance(config[key], int)):
+            raise ValueError(f"{path}: config {key} must be an integer, got {config[key]!r}")
+    blocks = len({k.split(".")[1] for k in shapes if k.startswith("body.") and k.endswith(".conv1.weight")})
+    head = shapes.get("head.weight")
+    expected = {"blocks": blocks, "features": head[0] if head else None, "colors": head[1] if head else None}
+    for key, value in expected.items():
+        if config.get(key, value) != value:
+            raise ValueError(f"{path}: its config says {key}={config[key]!r} but its tensors hold {value}")
+    return config
+
+
 def load_weights(path: PathLike, *, map_location: str | torch.device = "cpu") -> PANet:
-    """Rebuild a network saved by :func:`save_weights` (strict)."""
+    """Rebuild a network saved by :func:`save_weights` (strict). The config in the metadata is checked against the
+    tensors' names and shapes (from the file's header) before any network or tensor is made."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -85,12 +126,25 @@ def load_weights(path: PathLike, *, map_location: str | torch.device = "cpu") ->
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
         meta = read_metadata(path)
-        tensors = load_file(str(path), device=str(map_location))
+        shapes = _header_shapes(path)
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise ValueError(f"{path}: not a readable .safetensors file ({exc})") from None
     if meta.get("format") != FORMAT or "config" not in meta:
         raise ValueError(f"{path}: no panet config in the metadata; for the release's checkpoints use from_official")
-    model = PANet(**json.loads(meta["config"]))
+    config = _config_from_metadata(meta, shapes, path)
+    try:
+        with torch.device("meta"):  # shapes only: no memory
+            skeleton = PANet(**config)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: the config in its metadata does not make a network ({exc})") from None
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    _raise_key_errors(str(path), sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected)),
+                      [(k, shapes[k], expected[k]) for k in sorted(set(expected) & set(shapes)) if shapes[k] != expected[k]])
+    try:
+        tensors = load_file(str(path), device=str(map_location))
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable .safetensors file ({exc})") from None
+    model = PANet(**config)
     _load_strict(model, tensors, str(path))
     return model
 
@@ -205,21 +259,41 @@ def to_official(model: nn.Module) -> "OrderedDict[str, Tensor]":
 _RELEASE_KWARGS = {"level", "res_scale", "channel", "reduction", "ksize", "stride", "softmax_scale", "average", "rgb_range"}
 
 
+def _check_release_kwargs(kwargs: Mapping[str, Any]) -> None:
+    """ValueError for release arguments the release itself could not have run with."""
+    import math
+
+    def number(name: str) -> float:
+        value = kwargs[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"release argument {name} must be a finite number, got {value!r}")
+        return float(value)
+
+    if "level" in kwargs and (not float(number("level")).is_integer() or not 1 <= number("level") <= 10):
+        raise ValueError(f"release argument level must be an integer in 1..10 (pyramid levels), got {kwargs['level']!r}")
+    if "softmax_scale" in kwargs and number("softmax_scale") <= 0:
+        raise ValueError(f"release argument softmax_scale must be positive, got {kwargs['softmax_scale']!r}")
+    for name in ("res_scale", "rgb_range", "channel", "reduction", "ksize", "stride"):
+        if name in kwargs:
+            number(name)
+    if "average" in kwargs and not isinstance(kwargs["average"], bool):
+        raise ValueError(f"release argument average must be true or false, got {kwargs['average']!r}")
+
+
 def _read_state_dict(source: Mapping[str, Tensor] | PathLike) -> dict[str, Tensor]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
-        try:
-            if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
+            try:
                 obj: Any = load_file(str(path))
-            else:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"{path}: cannot be read as a weights-only checkpoint ({first})") from None
+            except Exception as exc:
+                raise ValueError(f"{path}: not a readable .safetensors file ({exc})") from None
+        else:
+            obj = read_torch_file(path)
         source = obj
     if isinstance(source, Mapping) and isinstance(source.get("state_dict"), Mapping):
         source = source["state_dict"]  # e.g. the reference fixtures
@@ -319,6 +393,7 @@ def from_official(state_dict_or_path: Mapping[str, Tensor] | PathLike, **release
     unknown = set(release_kwargs) - _RELEASE_KWARGS
     if unknown:
         raise TypeError(f"unknown release arguments: {', '.join(sorted(unknown))}")
+    _check_release_kwargs(release_kwargs)
     if int(release_kwargs.get("ksize", 3)) != 3 or int(release_kwargs.get("stride", 1)) != 1:
         raise ValueError("the release's attention only works with ksize=3 and stride=1")
     sd = _read_state_dict(state_dict_or_path)
