@@ -220,6 +220,8 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                     print(f"note: {note}", file=sys.stderr)
                 tqdm.write(f"{path} -> {target}", file=sys.stdout)
             except (CliError, ValueError, FileNotFoundError, OSError) as exc:
+                if len(inputs) == 1:
+                    raise CliError(_describe(exc)) from None
                 failures.append(str(path))
                 print(f"panet: error: {_describe(exc)}", file=sys.stderr)
     if failures:
@@ -482,10 +484,17 @@ def _port(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .images import DEFAULT_MAX_PIXELS
 
-    parser = argparse.ArgumentParser(prog="panet", description="Pyramid Attention Networks for image restoration")
+    parser = _Parser(prog="panet", description="Pyramid Attention Networks for image restoration")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the model presets")

@@ -39,8 +39,7 @@ def _name(source: Source) -> str:
 def check_pixels(height: int, width: int, max_pixels: int | None, what: str = "image") -> None:
     """ValueError when ``height x width`` exceeds ``max_pixels`` (None: no limit)."""
     if max_pixels is not None and height * width > max_pixels:
-        raise ValueError(f"{what} is {width}x{height} = {height * width / 1e6:.1f} megapixels, over the limit of "
-                         f"{max_pixels / 1e6:g} megapixels")
+        raise ValueError(f"{what} {width}x{height} is {height * width:,} pixels, over the limit of {max_pixels:,}")
 
 
 def open_image(source: Source, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
@@ -70,7 +69,7 @@ def open_image(source: Source, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
             img = Image.open(source)
         try:
             width, height = img.size
-            check_pixels(height, width, max_pixels, f"{name}:")
+            check_pixels(height, width, max_pixels, f"{name}:")  # before a single pixel is decoded
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
                 raise ValueError(f"{name}: an animated or multi-page image ({frames} frames); panet restores still "
@@ -85,8 +84,8 @@ def open_image(source: Source, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
             img.close()
     except Image.DecompressionBombError:
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-        raise ValueError(f"{name}: the image declares more than {limit / 1e6:.0f} megapixels, which Pillow refuses to "
-                         "decode (a possible decompression bomb)") from None
+        raise ValueError(f"{name}: the image declares more than {limit:,} pixels, which Pillow refuses to decode (a "
+                         "possible decompression bomb)") from None
     except UnidentifiedImageError:
         raise ValueError(f"{name}: not a readable image (unknown format, or a damaged file)") from None
     except (OSError, SyntaxError, EOFError) as exc:
