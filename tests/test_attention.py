@@ -8,6 +8,7 @@ from panet.attention import PyramidAttention, patch_attention, pyramid_sizes
 
 
 def make_block(channels=16, reduction=2, *, dtype=torch.float32, sharpen=1.0, **kwargs):
+    kwargs.setdefault("max_direct_scores", 0)  # the tiled kernel (the small-map inference path is tested apart)
     block = PyramidAttention(channels, reduction, **kwargs).to(dtype)
     with torch.no_grad():  # larger query weights: a peaked softmax exercises the stabiliser
         block.query[0].weight.mul_(sharpen)
@@ -23,6 +24,33 @@ def test_matches_materialised_oracle_float64(batch, channels, reduction, height,
     x = torch.randn(batch, channels, height, width, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(block(x), reference_module(block, x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "batch, channels, reduction, height, width, levels",
+    [(1, 16, 2, 12, 12, 5), (2, 8, 4, 13, 11, 3), (1, 12, 3, 7, 17, 4), (2, 4, 1, 9, 6, 1), (1, 16, 8, 5, 23, 5)],
+)
+def test_small_map_inference_path_matches_the_oracle(batch, channels, reduction, height, width, levels):
+    block = make_block(channels, reduction, levels=levels, dtype=torch.float64, sharpen=3.0,
+                       max_direct_scores=1 << 22)
+    x = torch.randn(batch, channels, height, width, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), reference_module(block, x), rtol=1e-10, atol=1e-10)
+
+
+def test_small_map_path_and_kernel_agree_on_a_restore_tile(monkeypatch):
+    import panet.attention as attention
+
+    direct = PyramidAttention(64, 2)
+    kernel = PyramidAttention(64, 2, max_direct_scores=0)
+    kernel.load_state_dict(direct.state_dict())
+    x = torch.randn(3, 64, 32, 32)
+    with torch.no_grad():
+        expected = kernel(x)
+        monkeypatch.setattr(attention, "_patch_attention_kernel", None)  # the direct path must not need it
+        torch.testing.assert_close(direct(x), expected, rtol=1e-5, atol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 embeddings and P.V, fp32 scores: ~1e-2 here
+            assert (direct(x).float() - expected).abs().max() < 0.1
 
 
 def test_matches_oracle_float32_with_res_scale_and_softmax_scale():

@@ -104,6 +104,26 @@ def test_forward_tiled_batches_tiles_without_changing_the_result():
         panet.forward_tiled(net, x, tile=24, overlap=6, tiles_per_batch=0)
 
 
+def test_the_memory_budget_bounds_the_tile_batch():
+    from panet.inference import MAX_TILES_PER_BATCH, auto_tiles_per_batch, tile_bytes
+
+    torch.manual_seed(0)
+    net = panet.create_model("panet-dn-s", blocks=2, features=8).eval()
+    sizes = []
+    net.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    x = torch.rand(1, 3, 60, 70)
+    per_tile = tile_bytes(net, 24)
+    assert auto_tiles_per_batch(net, 24, memory_budget=3 * per_tile + 1) == 3
+    assert auto_tiles_per_batch(net, 24, memory_budget=1) == 1
+    assert auto_tiles_per_batch(net, 24, memory_budget=10**12) == MAX_TILES_PER_BATCH
+    with torch.no_grad():
+        one = panet.forward_tiled(net, x, tile=24, overlap=6, tiles_per_batch=1)
+        sizes.clear()
+        budgeted = panet.forward_tiled(net, x, tile=24, overlap=6, memory_budget=3 * per_tile + 1)
+    assert sizes == [3, 3, 3, 3]  # 3 x 4 tiles, at most 3 per call
+    torch.testing.assert_close(budgeted, one, rtol=1e-5, atol=1e-5)
+
+
 def test_reflect_padding_keeps_the_bayer_phase_and_crops_back():
     from panet.degrade import mosaic
 

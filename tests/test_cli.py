@@ -267,13 +267,21 @@ def test_models_lists_shipped_weights(shipped, capsys):
 
 
 def test_auto_tile_and_memory_estimate():
-    from panet.restoration import attention_bytes, auto_tile
+    import json
+
+    from panet.inference import tile_bytes
+    from panet.pretrained import SHIPPED, load_model
+    from panet.restoration import DEFAULT_TILING, auto_tiling, resolve_tiling
 
     net = panet.create_model("panet-dn-s")
-    assert auto_tile(net, "cpu") == 64
-    small, large = attention_bytes(net, 64), attention_bytes(net, 128)
+    assert auto_tiling(net, "cpu") == DEFAULT_TILING  # weights panet did not ship: no measurement to go by
+    measured = json.loads((SHIPPED / "tiling.json").read_text())["weights"]
+    for name, choice in measured.items():  # shipped weights: what scripts/tiling.py measured for them
+        assert auto_tiling(load_model(name), "cpu") == (choice["tile"], choice["overlap"])
+    assert resolve_tiling(net, "cpu", 48) == (48, 12) and resolve_tiling(net, "cpu", 48, 4) == (48, 4)
+    small, large = tile_bytes(net, 64), tile_bytes(net, 128)
     assert 3 < large / small < 5  # unfolded keys and values grow with the tile's area
-    assert attention_bytes(panet.create_model("pa-edsr-x2"), 128) > 3 * large  # 256 features vs 64
+    assert tile_bytes(panet.create_model("pa-edsr-x2"), 128) > 3 * large  # 256 features vs 64
 
 
 def test_bundled_noisy_example_is_reproducible():

@@ -270,3 +270,57 @@ def test_uploads_are_size_checked_before_decoding_and_keep_their_kind(server):
     palette.save(buffer, format="PNG", transparency=0)
     with post(server + "/api/restore?task=denoise&sigma=25", buffer.getvalue()) as r:
         assert Image.open(io.BytesIO(r.read())).mode == "RGBA"  # transparency kept as alpha
+
+
+def test_progress_is_reported_while_a_restore_runs(tmp_path, monkeypatch):
+    import panet.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "no-weights")
+    srv = make_server("127.0.0.1", 0, random_init=True, tile=16)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    seen = []
+    try:
+        srv.service._run.acquire()  # hold the restore: the job must first show as queued
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(
+            status=post(url + "/api/restore?task=denoise&sigma=25&job=abc123", png_bytes(40, 40)).status))
+        thread.start()
+        import time
+
+        for _ in range(200):
+            seen.append(json.load(urllib.request.urlopen(url + "/api/progress?job=abc123"))["state"])
+            if seen[-1] == "queued":
+                break
+            time.sleep(0.05)
+        assert seen[-1] == "queued"
+        states = []
+        import panet.inference as inference
+
+        tiled = inference.forward_tiled
+
+        def slow_tiles(*args, progress=None, **kwargs):  # 50 ms per tile, so that polling sees the restore run
+            def report(done, total):
+                time.sleep(0.05)
+                progress(done, total)
+
+            return tiled(*args, progress=report, **kwargs)
+
+        monkeypatch.setattr(inference, "forward_tiled", slow_tiles)
+        srv.service._run.release()
+        while thread.is_alive():
+            states.append(json.load(urllib.request.urlopen(url + "/api/progress?job=abc123")))
+            time.sleep(0.02)
+        thread.join()
+        assert result["status"] == 200
+        running = [s for s in states if s["state"] == "running"]
+        assert running and all(0 < s["done"] <= s["total"] == 9 for s in running)  # 40x40 in 16/4 tiles: 3 x 3
+        assert json.load(urllib.request.urlopen(url + "/api/progress?job=abc123"))["state"] == "unknown"  # cleaned up
+        with pytest.raises(urllib.error.HTTPError) as err:
+            post(url + "/api/restore?task=denoise&job=../../x", png_bytes())
+        assert err.value.code == 400
+    finally:
+        if srv.service._run.locked():
+            srv.service._run.release()
+        srv.shutdown()
+        srv.server_close()

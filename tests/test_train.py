@@ -107,11 +107,25 @@ def test_precision_auto_follows_the_cpu_and_the_card_records_it(tiny, tmp_path, 
     assert card["precision"] == ("bf16" if native else "fp32") and card["config"]["precision"] == "auto"
 
 
-def test_resolve_precision():
-    from panet.hardware import native_bf16, resolve_precision
+def test_auto_precision_follows_the_measured_speed_not_the_cpu_flags(monkeypatch):
+    import panet.hardware as hardware
 
-    assert resolve_precision("fp32", "cpu") == "fp32" and resolve_precision("bf16", "cpu") == "bf16"
-    assert resolve_precision("auto", "cpu") == ("bf16" if native_bf16("cpu") else "fp32")
+    def simulate(native: bool, fp32_seconds: float, bf16_seconds: float) -> str:
+        hardware.bf16_speedup.cache_clear()
+        monkeypatch.setattr(hardware, "_cpu_bf16", lambda: native)
+        monkeypatch.setattr(hardware, "_time_workload",
+                            lambda dtype, repeats=3: fp32_seconds if dtype == torch.float32 else bf16_seconds)
+        return hardware.resolve_precision("auto", "cpu")
+
+    try:
+        assert simulate(False, 1.0, 0.1) == "fp32"  # AVX2 only: emulated bf16, whatever a timing would say
+        assert hardware.bf16_speedup("cpu") == 0.0
+        assert simulate(True, 1.0, 0.5) == "bf16"  # Zen 4/5-like: 2x
+        assert simulate(True, 1.0, 1.9) == "fp32"  # bf16 flags, but measured slower (AMX hidden by a hypervisor)
+        assert simulate(True, 1.0, 0.9) == "fp32"  # 1.1x: below BF16_MIN_SPEEDUP
+        assert hardware.resolve_precision("fp32", "cpu") == "fp32" and hardware.resolve_precision("bf16", "cpu") == "bf16"
+    finally:
+        hardware.bf16_speedup.cache_clear()
 
 
 def test_torchrun_two_cpu_processes_match_one_process(tiny, tmp_path):

@@ -441,6 +441,69 @@ def _pyramid_keys_values(x: Tensor, sizes, embed_key, embed_value) -> tuple[Tens
     return keys_t, values_t
 
 
+# Inference on small feature maps (restore tiles): a sample's whole N x L score matrix fits in this many fp32
+# elements (16 MB, below glibc's 32 MB threshold for handing memory back, so the buffer is not page-faulted in
+# again each call), and the plain two-pass softmax beats the tiled kernel: no packing, no per-tile copies.
+DIRECT_SCORES = 1 << 22
+
+
+def _small_map_attention(x: Tensor, sizes, embed_query, embed_key, embed_value, softmax_scale: float,
+                         norm_eps: float, pv_dtype) -> Tensor:
+    """Inference attention of a small feature map: (B, N, C*9) patches before the fold.
+
+    Keys and values stay per pyramid level (never copied into one (B, C*9, L) buffer); each key patch's norm comes
+    from a 3x3 box sum of the per-pixel squared norms (the same zero padding as the unfold), not from the 9x wider
+    unfolded keys. Scores, softmax and the row sums are fp32; the weighted sum runs in ``pv_dtype`` when given (or
+    the autocast dtype), accumulating in fp32.
+    """
+    b, _, h, w = x.shape
+    autocast = torch.is_autocast_enabled(x.device.type)
+    dtype = torch.float32 if autocast else x.dtype  # scores never in the autocast dtype (see patch_attention)
+    if pv_dtype is None and autocast:
+        pv_dtype = torch.get_autocast_dtype(x.device.type)
+    if pv_dtype == dtype:
+        pv_dtype = None
+    queries = F.unfold(embed_query(x).to(dtype), PATCH, padding=1)  # (B, C/r*9, N)
+    keys, values = [], []
+    for size in sizes:
+        level = _resize(x, size)
+        k = embed_key(level).to(dtype)
+        squared = F.avg_pool2d(k.square().sum(1, keepdim=True), PATCH, 1, 1, count_include_pad=True).mul_(PATCH * PATCH)
+        norm = squared.sqrt_().clamp_min_(norm_eps).flatten(2)  # (B, 1, L_i)
+        keys.append(F.unfold(k, PATCH, padding=1).div_(norm))
+        v = embed_value(level)
+        values.append(F.unfold(v.to(pv_dtype or dtype), PATCH, padding=1))
+    with torch.autocast(x.device.type, enabled=False):
+        n, n_keys = h * w, sum(k.shape[2] for k in keys)
+        out = queries.new_empty(b, n, values[0].shape[1])
+        scores = queries.new_empty(n, n_keys)
+        for i in range(b):
+            q = queries[i].t().mul(softmax_scale)
+            start = 0
+            for k in keys:
+                torch.mm(q, k[i], out=scores[:, start : start + k.shape[2]])
+                start += k.shape[2]
+            top = scores.amax(1, keepdim=True)
+            probs = scores.sub_(top).exp_()
+            total = probs.sum(1, keepdim=True)
+            if pv_dtype is not None:
+                probs = probs.to(pv_dtype)
+            start = 0
+            for j, v in enumerate(values):
+                width = v.shape[2]
+                p = probs[:, start : start + width]
+                if pv_dtype is not None:  # low-precision product, fp32 sum
+                    part = torch.mm(p, v[i].t())
+                    out[i].copy_(part) if j == 0 else out[i].add_(part)
+                elif j == 0:
+                    torch.mm(p, v[i].t(), out=out[i])
+                else:
+                    out[i].addmm_(p, v[i].t())
+                start += width
+            out[i].div_(total)
+    return out
+
+
 def pyramid_attention(
     x: Tensor,
     embed_query: Callable[[Tensor], Tensor],
@@ -455,6 +518,7 @@ def pyramid_attention(
     query_block: int = 512,
     key_block: int = 2048,
     pv_dtype: torch.dtype | None = None,
+    max_direct_scores: int = DIRECT_SCORES,
 ) -> Tensor:
     """Functional pyramid attention: ``attention(x) + res_scale * x``.
 
@@ -462,6 +526,11 @@ def pyramid_attention(
     (in the release: 1x1 conv + PReLU; C -> C/r, C -> C/r, C -> C). The pyramid
     is built from ``x`` itself and the key and value embeddings are applied to
     every level after resizing, as the release does.
+
+    At inference (no autograd, soft attention), a feature map whose N x L score matrix has at most
+    ``max_direct_scores`` elements (restore tiles up to about 34x34) computes it whole, level by level, with a
+    plain two-pass softmax; larger maps, training and hard attention run the tiled kernel
+    (:func:`patch_attention`). Both agree to float rounding; 0 always runs the kernel.
     """
     if x.dim() != 4:
         raise ValueError(f"pyramid_attention expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
@@ -471,6 +540,10 @@ def pyramid_attention(
         raise ValueError(f"a {h}x{w} feature map is too small for {levels} pyramid levels (the smallest level is empty)")
     if b == 0:
         return x * res_scale
+    n_keys = sum(hl * wl for hl, wl in sizes)
+    if not hard and not torch.is_grad_enabled() and h * w * n_keys <= max_direct_scores:
+        out = _small_map_attention(x, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, pv_dtype)
+        return F.fold(out.transpose(1, 2), (h, w), PATCH, padding=1).div_(4).add_(x, alpha=res_scale)
     queries = F.unfold(embed_query(x), PATCH, padding=1).transpose(1, 2)
     keys_t, values_t = _pyramid_keys_values(x, sizes, embed_key, embed_value)
     norm = keys_t.norm(dim=1, keepdim=True).clamp_min(norm_eps)
@@ -514,6 +587,8 @@ class PyramidAttention(nn.Module):
         hard: one-hot attention on the best match (the release's ``average=False``).
         norm_eps: keys are divided by max(||k||, norm_eps).
         query_block, key_block: tile size of the kernel (memory / speed trade-off).
+        max_direct_scores: inference on maps with at most this many scores (N x L) skips the tiled kernel
+            (see :func:`pyramid_attention`; 0: never).
         fast: compute the attention-weighted sum, and in training the backward's
             products other than the scores, in bfloat16 (about 1.3-1.5x faster forward
             and 2x faster backward on CPUs with bf16 GEMMs; ~1e-3 relative error on
@@ -535,6 +610,7 @@ class PyramidAttention(nn.Module):
         query_block: int = 512,
         key_block: int = 2048,
         fast: bool = False,
+        max_direct_scores: int = DIRECT_SCORES,
     ):
         super().__init__()
         if channels < 1 or reduction < 1 or channels % reduction:
@@ -544,6 +620,7 @@ class PyramidAttention(nn.Module):
         self.channels, self.reduction, self.levels = channels, reduction, levels
         self.softmax_scale, self.res_scale, self.hard, self.norm_eps = softmax_scale, res_scale, hard, norm_eps
         self.query_block, self.key_block, self.fast = query_block, key_block, fast
+        self.max_direct_scores = max_direct_scores
         self.query = ConvPReLU(channels, channels // reduction)
         self.key = ConvPReLU(channels, channels // reduction)
         self.value = ConvPReLU(channels, channels)
@@ -564,6 +641,7 @@ class PyramidAttention(nn.Module):
             query_block=self.query_block,
             key_block=self.key_block,
             pv_dtype=torch.bfloat16 if self.fast else None,
+            max_direct_scores=self.max_direct_scores,
         )
 
     def extra_repr(self) -> str:

@@ -155,15 +155,19 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     import torch
     from tqdm import tqdm
 
-    from .hardware import native_bf16
+    from .hardware import bf16_speedup, native_bf16
     from .images import check_pixels, read_image_float, write_image_float
-    from .restoration import auto_tile, check_run_options, image_colors, restore_float
+    from .restoration import check_run_options, image_colors, resolve_tiling, restore_float
 
     tile = None if args.tile == "auto" else _positive_int(args.tile, "--tile")
-    if args.tile_overlap < 0 or (tile is not None and args.tile_overlap >= tile):
-        raise CliError(f"--tile-overlap must be >= 0 and smaller than the tile, got {args.tile_overlap}")
+    overlap = None if args.tile_overlap == "auto" else _overlap(args.tile_overlap)
+    if overlap is not None and tile is not None and overlap >= tile:
+        raise CliError(f"--tile-overlap must be smaller than the tile, got {overlap} for --tile {tile}")
     if args.max_pixels < 1:
         raise CliError(f"--max-pixels must be positive, got {args.max_pixels}")
+    if args.memory_budget is not None and not args.memory_budget > 0:
+        raise CliError(f"--memory-budget must be a positive number of GB, got {args.memory_budget}")
+    budget = None if args.memory_budget is None else int(args.memory_budget * 2**30)
     inputs = list(dict.fromkeys(_expand_inputs(args.inputs)))  # a file named twice is restored once
     if not inputs:
         raise CliError("no input images found")
@@ -182,15 +186,18 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         if key not in networks:
             model, task = _restore_network(args, colors if per_image else None)
             check_run_options(task, tiling=args.tiling, ensemble=args.ensemble, precision=args.precision, device=device)
-            size = auto_tile(model, device) if tile is None else tile
-            if args.tiling == "tile" and args.tile_overlap >= size:
-                raise CliError(f"--tile-overlap {args.tile_overlap} must be smaller than the tile ({size})")
-            networks[key] = model.to(device).eval(), task, size
+            size, gap = resolve_tiling(model, device, tile, overlap)
+            if args.tiling == "tile" and gap >= size:
+                raise CliError(f"--tile-overlap {gap} must be smaller than the tile ({size})")
+            networks[key] = model.to(device).eval(), task, (size, gap)
         return networks[key]
 
     if args.precision == "bf16" and not native_bf16(device):
         print(f"note: this {device.type} has no native bf16, so --precision bf16 is emulated and slower than fp32",
               file=sys.stderr)
+    elif args.precision == "bf16" and device.type == "cpu" and bf16_speedup("cpu") < 1:
+        print(f"note: bf16 measured {bf16_speedup('cpu'):.2f}x the speed of fp32 on this CPU; --precision auto "
+              "would run fp32", file=sys.stderr)
     # A bad task, level, option, --weights or --model fails once, before any file is read; the shipped default is
     # only looked up here (it is loaded for the first image, whose colours decide which one).
     if per_image:
@@ -208,13 +215,13 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                 array, info = read_image_float(path, max_pixels=args.max_pixels)
                 if info.get("notice"):
                     print(f"note: {info['notice']}", file=sys.stderr)
-                model, task, size = network(image_colors(array))
+                model, task, (size, gap) = network(image_colors(array))
                 scale = getattr(model, "scale", 1)
                 check_pixels(array.shape[0] * scale, array.shape[1] * scale, args.max_pixels,
                              f"{path}: the x{scale} output")
                 with _TileBar() as tiles:
-                    run = dict(tiling=args.tiling, tile=size, overlap=args.tile_overlap, ensemble=args.ensemble,
-                               precision=args.precision, progress=tiles.update)
+                    run = dict(tiling=args.tiling, tile=size, overlap=gap, ensemble=args.ensemble,
+                               precision=args.precision, progress=tiles.update, memory_budget=budget)
                     restored = restore_float(model, array, task=task, device=device, bayer=args.bayer, **run)
                 for note in write_image_float(target, restored, info):
                     print(f"note: {note}", file=sys.stderr)
@@ -260,6 +267,16 @@ class _TileBar:
     def __exit__(self, *exc) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _overlap(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CliError(f"--tile-overlap expects a number or auto, got {text!r}") from None
+    if value < 0:
+        raise CliError(f"--tile-overlap must be >= 0, got {value}")
+    return value
 
 
 def _positive_int(text: str, flag: str) -> int:
@@ -403,7 +420,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
     from .serve import serve
 
     try:
-        serve(args.host, args.port, random_init=args.random_init, tile=args.tile)
+        serve(args.host, args.port, random_init=args.random_init, tile=args.tile, max_pixels=args.max_pixels)
     except OSError as exc:
         raise CliError(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc})") from None
 
@@ -539,7 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="a local web page: drop an image, restore it, compare, download")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: this machine only)")
     p.add_argument("--port", type=_port, default=8000, help="TCP port, 0..65535 (0: any free port)")
-    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--tile", type=int, help="tile size (default: as panet restore --tile auto)")
+    p.add_argument("--max-pixels", type=int, default=4_000_000,
+                   help="largest upload, by the size its header declares (default: %(default)s)")
     p.add_argument("--random-init", action="store_true", help="demo tasks without shipped weights with random weights")
     p.set_defaults(func=_cmd_serve)
 
@@ -595,15 +614,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tile (default): overlapping tiles, blended, bounded memory and time; legacy: the release's "
                    "forward_chop; none: the whole image at once (attention cost grows with the square of its area)")
     p.add_argument("--tile", default="auto",
-                   help="tile size in input pixels for --tiling tile, or auto (64; on CUDA smaller if that does not "
-                   "fit in a quarter of the free memory). Attention looks within a tile; its cost per pixel grows with "
-                   "the tile's area, and larger tiles than the training context score lower (docs/tiling.md)")
-    p.add_argument("--tile-overlap", type=int, default=16, help="overlap of neighbouring tiles")
+                   help="tile size in input pixels for --tiling tile, or auto (default): for shipped weights the "
+                   "setting docs/tiling.md measured fastest within 0.02 dB of the best PSNR, else 32. Attention looks "
+                   "within a tile; its cost per pixel grows with the tile's area, and tiles larger than the training "
+                   "context score lower")
+    p.add_argument("--tile-overlap", default="auto",
+                   help="overlap of neighbouring tiles, or auto (default): the measured one with --tile auto, else a "
+                   "quarter of the tile (at most 16)")
+    p.add_argument("--memory-budget", type=float, metavar="GB",
+                   help="memory for one batch of tiles (default: a quarter of the free memory, at most 2 GB)")
     p.add_argument("--ensemble", action="store_true", help="average the 8 flips/transposes (8x the time)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
-                   help="bf16 (CUDA, or a CPU with native bf16; emulated and slower on AVX2-only CPUs) or fp16 "
-                   "(CUDA) autocast; the attention's scores stay fp32")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto (default): bf16 autocast where this machine has bf16 and a quick measurement finds it "
+                   "faster than fp32, else fp32; bf16 or fp16 (CUDA) force autocast. The attention's scores stay fp32")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse inputs and outputs larger than this many pixels (default: %(default)s); the size is "
                    "read from the file's header before decoding")

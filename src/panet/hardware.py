@@ -1,4 +1,8 @@
-"""What the machine can do fast: the one place that asks (training's ``precision: auto``, the attention kernel).
+"""What the machine can do fast: the one place that asks (``precision: auto`` in training and restoring, the
+attention kernel).
+
+Whether bf16 pays is *measured*, not assumed from the CPU's flags: the same flags (AVX-512 BF16) came with bf16
+GEMMs 2x faster than fp32 on AMD Zen 5 and 2x *slower* on an Intel Xeon whose AMX units the hypervisor hid.
 
 Example:
     >>> import torch
@@ -9,10 +13,15 @@ Example:
 from __future__ import annotations
 
 import functools
+import time
 
 import torch
 
-__all__ = ["native_bf16", "resolve_precision"]
+__all__ = ["bf16_speedup", "fast_bf16", "native_bf16", "resolve_precision"]
+
+# bf16 must run the measured workload at least this much faster than fp32 for ``auto`` to choose it: below
+# that, its rounding (a few hundredths of a dB at most, docs/performance.md) buys too little.
+BF16_MIN_SPEEDUP = 1.2
 
 
 @functools.lru_cache(maxsize=None)
@@ -24,7 +33,7 @@ def _cpu_bf16() -> bool:
 
 
 def native_bf16(device: torch.device | str) -> bool:
-    """Whether ``device`` runs bf16 arithmetic natively (so bf16 autocast is a speed-up there, not a slow-down)."""
+    """Whether ``device`` runs bf16 arithmetic natively (oneDNN's / CUDA's own test; it does not say how fast)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
@@ -33,8 +42,44 @@ def native_bf16(device: torch.device | str) -> bool:
     return False
 
 
+def _time_workload(dtype: torch.dtype, repeats: int = 3) -> float:
+    """Seconds for the shapes a restore spends its time in: a trunk convolution (64 -> 64, 3x3, channels-last, a
+    batch of 32x32 tiles) and an attention GEMM (1024 queries x 289 features x 2048 keys), best of ``repeats``."""
+    generator = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(dtype=dtype, memory_format=torch.channels_last)
+    x = torch.randn(4, 64, 32, 32, generator=generator).to(dtype=dtype, memory_format=torch.channels_last)
+    a = torch.randn(1024, 289, generator=generator).to(dtype)
+    b = torch.randn(289, 2048, generator=generator).to(dtype)
+    best = float("inf")
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            conv(x)
+            torch.mm(a, b)
+            if i:  # the first call pays oneDNN's kernel generation
+                best = min(best, time.perf_counter() - start)
+    return best
+
+
+@functools.lru_cache(maxsize=None)
+def bf16_speedup(device_type: str = "cpu") -> float:
+    """How many times faster than fp32 this machine runs a restore's kind of work in bf16 (measured once per
+    process, in about 0.1 s). 0 where bf16 is not native: it is emulated, and no measurement is needed."""
+    if device_type != "cpu":
+        return 2.0 if native_bf16(device_type) else 0.0  # CUDA: tensor cores where bf16 is supported at all
+    if not native_bf16("cpu"):
+        return 0.0
+    return _time_workload(torch.float32) / _time_workload(torch.bfloat16)
+
+
+def fast_bf16(device: torch.device | str) -> bool:
+    """Whether bf16 is worth it on ``device``: native, and measured at least :data:`BF16_MIN_SPEEDUP` x fp32."""
+    return bf16_speedup(torch.device(device).type) >= BF16_MIN_SPEEDUP
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """``auto`` -> ``bf16`` where the device has native bf16, else ``fp32``; fp32 and bf16 stay as they are."""
+    """``auto`` -> ``bf16`` where bf16 is native and measured faster on ``device`` (:func:`fast_bf16`), else
+    ``fp32``; fp32, bf16 and fp16 stay as they are."""
     if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
+        return "bf16" if fast_bf16(device) else "fp32"
     return precision

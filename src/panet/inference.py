@@ -90,8 +90,51 @@ def _ramp(length: int, overlap: int, taper_start: bool, taper_end: bool, device,
     return w
 
 
+# Tiles per network call when the memory budget allows: measured on 2 cores with 24- and 32-pixel tiles of the
+# shipped denoiser, 4-8 tiles per call run 1.3x faster per tile than one at a time (the trunk's convolutions
+# get enough work), and 16 or 32 no faster than 8.
+MAX_TILES_PER_BATCH = 8
+
+
+def tile_bytes(model, tile: int) -> int:
+    """Rough peak memory of one ``tile`` x ``tile`` sample in a forward pass: the unfolded keys and values of all
+    pyramid levels (about 3.3 tile^2 key patches of 9 (C/r + C) floats), the queries and the pasted output, the
+    trunk's feature maps; plus one sample's score matrix (or the tiled kernel's score block), which batched
+    samples do not multiply."""
+    block = getattr(model, "attention", None)
+    features = getattr(model, "features", 64)
+    trunk = 4 * 8 * features * tile * tile * getattr(model, "scale", 1) ** 2
+    if block is None:
+        return trunk
+    keys = sum(int(tile * (1 - i / 10)) ** 2 for i in range(block.levels))
+    width = 9 * (block.channels // block.reduction + block.channels)
+    scores = min(tile * tile * keys, max(getattr(block, "max_direct_scores", 0), block.query_block * block.key_block))
+    return 4 * keys * width + 4 * tile * tile * width + 4 * scores + trunk
+
+
+def available_memory() -> int:
+    """Bytes of memory free for this process now (Linux: MemAvailable; elsewhere a guess of 4 GB)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def auto_tiles_per_batch(model, tile: int, memory_budget: int | None = None) -> int:
+    """How many tiles go through ``model`` per call: as many as fit in ``memory_budget`` bytes (default: a quarter
+    of the free memory, at most 2 GB) by :func:`tile_bytes`, at most :data:`MAX_TILES_PER_BATCH`, at least 1."""
+    if memory_budget is None:
+        memory_budget = min(2 << 30, available_memory() // 4)
+    return max(1, min(MAX_TILES_PER_BATCH, int(memory_budget // max(1, tile_bytes(model, tile)))))
+
+
 def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16, scale: int | None = None,
-                  progress: Callable[[int, int], None] | None = None, tiles_per_batch: int = 1) -> Tensor:
+                  progress: Callable[[int, int], None] | None = None, tiles_per_batch: int | None = None,
+                  memory_budget: int | None = None) -> Tensor:
     """Run ``model`` on overlapping ``tile`` x ``tile`` windows and blend the seams.
 
     Memory is bounded by one tile whatever the image size. Each output pixel is
@@ -101,12 +144,16 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
     tile limits where attention can look (larger tiles see more of the image).
     ``progress(done, total)`` is called after each tile (for a progress bar).
     ``tiles_per_batch`` tiles go through the network in one batch (small tiles
-    keep the cores busier that way; memory grows with it).
+    keep the cores busier that way; memory grows with it); by default as many as
+    :func:`auto_tiles_per_batch` allows within ``memory_budget`` bytes. The result
+    does not depend on the batching (to float rounding).
     """
     if x.dim() != 4:
         raise ValueError(f"forward_tiled expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
     if tile < 1 or not 0 <= overlap < tile:
         raise ValueError(f"need tile >= 1 and 0 <= overlap < tile, got tile={tile}, overlap={overlap}")
+    if tiles_per_batch is None:
+        tiles_per_batch = max(1, auto_tiles_per_batch(model, tile, memory_budget) // x.shape[0])
     if tiles_per_batch < 1:
         raise ValueError(f"tiles_per_batch must be >= 1, got {tiles_per_batch}")
     scale = int(getattr(model, "scale", 1) if scale is None else scale)

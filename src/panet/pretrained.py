@@ -114,6 +114,25 @@ def find_weights(task: str, level: float | None = None, colors: int | None = Non
     raise ValueError(f"no shipped {task} weights cover level {level:g}; available: {ranges}")
 
 
+def measured_tiling(name: str | None) -> tuple[int, int] | None:
+    """(tile, overlap) that scripts/tiling.py measured best for the shipped weights ``name`` (tiling.json beside
+    them), or None."""
+    table = SHIPPED / "tiling.json"
+    if name is None or not table.is_file():
+        return None
+    entry = json.loads(table.read_text()).get("weights", {}).get(name)
+    return (int(entry["tile"]), int(entry["overlap"])) if entry else None
+
+
+def _load_shipped(w: ShippedWeights, map_location: str = "cpu"):
+    """The network of shipped weights, tagged with their name (their tiling and card are looked up by it)."""
+    from .weights import load_weights
+
+    model = load_weights(w.file, map_location=map_location)
+    model.shipped_name = w.name
+    return model
+
+
 def load_model(name_or_path: str | os.PathLike, *, map_location: str = "cpu"):
     """A network from shipped weights (by name), a panet .safetensors file, or a release .pt checkpoint."""
     from .weights import from_official, load_weights
@@ -121,7 +140,7 @@ def load_model(name_or_path: str | os.PathLike, *, map_location: str = "cpu"):
     text = str(name_or_path)
     for w in list_weights():
         if w.name == text:
-            return load_weights(w.file, map_location=map_location)
+            return _load_shipped(w, map_location)
     path = Path(text)
     if path.suffix == ".safetensors":
         return load_weights(path, map_location=map_location)
@@ -154,13 +173,11 @@ def select_weights(task: str | None, level: float | None = None, weights: str | 
                    colors: int | None = None):
     """(network, task, label): ``weights`` (a shipped name or a file) checked against ``task``, or else the
     shipped default for ``task`` at ``level`` (for images with ``colors`` channels, when given)."""
-    from .weights import load_weights
-
     if weights is None:
         if task is None:
             raise ValueError("give a task (sr, denoise, car, demosaic) or weights")
         shipped = find_weights(task, level, colors)
-        return load_weights(shipped.file), task, f"shipped weights {shipped.name} ({shipped.level_text})"
+        return _load_shipped(shipped), task, f"shipped weights {shipped.name} ({shipped.level_text})"
     recorded, _ = weights_task(str(weights))
     if task and recorded and recorded != task:
         raise ValueError(f"{weights} are {recorded} weights, not {task}")

@@ -40,32 +40,40 @@ def _network(task: str | None, weights: str | None, model, level: float | None, 
     return _cached_weights(task, level, None if weights is None else str(weights))
 
 
-def attention_bytes(model, tile: int) -> int:
-    """Rough peak memory of one ``tile`` x ``tile`` forward pass: the unfolded keys and values of all pyramid
-    levels dominate (about 3.3 tile^2 key patches of 9 (C/r + C) floats), plus the trunk's feature maps."""
-    block = getattr(model, "attention", None)
-    features = getattr(model, "features", 64)
-    trunk = 4 * 8 * features * tile * tile * getattr(model, "scale", 1) ** 2
-    if block is None:
-        return trunk
-    keys = sum(int(tile * (1 - i / 10)) ** 2 for i in range(block.levels))
-    width = 9 * (block.channels // block.reduction + block.channels)
-    return 4 * keys * width + 4 * tile * tile * width + 4 * block.query_block * block.key_block + trunk
+# Where no measurement names a tiling (weights not shipped with panet): the denoiser's choice in docs/tiling.md.
+DEFAULT_TILING = (32, 8)
 
 
-def auto_tile(model, device: str | torch.device = "cpu") -> int:
-    """The default tile size, 64, on every device: tiles larger than the networks' training context score *lower*
-    (the shipped denoiser: whole image -0.45 dB against 48-pixel tiles, docs/tiling.md) and the attention's time
-    per pixel grows with the tile's area. On CUDA it shrinks to 48 or 32 when a 64 tile's estimated memory does
-    not fit in a quarter of the free GPU memory."""
+def auto_tiling(model, device: str | torch.device = "cpu") -> tuple[int, int]:
+    """(tile, overlap) for ``panet restore --tile auto``: for shipped weights the setting scripts/tiling.py chose
+    by measurement (the fastest within 0.02 dB of the best PSNR, docs/tiling.md), else :data:`DEFAULT_TILING`.
+    Tiles larger than the networks' training context score *lower*, and the attention's time per pixel grows
+    with the tile's area. On CUDA a tile shrinks (to 32 at least) while its estimated memory does not fit in a
+    quarter of the free GPU memory."""
+    from .inference import tile_bytes
+    from .pretrained import measured_tiling
+
+    tile, overlap = measured_tiling(getattr(model, "shipped_name", None)) or DEFAULT_TILING
     device = torch.device(device)
-    if device.type != "cuda":
-        return 64
-    free, _ = torch.cuda.mem_get_info(device)
-    for tile in (64, 48):
-        if attention_bytes(model, tile) <= free // 4:
-            return tile
-    return 32
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        while tile > 32 and tile_bytes(model, tile) > free // 4:
+            tile -= 16
+        overlap = min(overlap, tile // 4)
+    return tile, overlap
+
+
+def resolve_tiling(model, device: str | torch.device = "cpu", tile: int | None = None,
+                   overlap: int | None = None) -> tuple[int, int]:
+    """(tile, overlap) from what was asked: None takes :func:`auto_tiling`'s; an explicit tile without an overlap
+    overlaps by a quarter of it (at most 16), as the measured settings do."""
+    measured = auto_tiling(model, device)
+    if tile is None:
+        tile = measured[0]
+        overlap = measured[1] if overlap is None else overlap
+    elif overlap is None:
+        overlap = max(2, min(16, tile // 4))
+    return tile, overlap
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -89,8 +97,8 @@ def check_run_options(task: str | None, *, tiling: str = "tile", ensemble: bool 
     """Raise ValueError for options that cannot work together (checked once, before any image)."""
     if tiling not in ("tile", "legacy", "none"):
         raise ValueError(f"tiling must be tile, legacy or none, got {tiling!r}")
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     if precision == "fp16" and torch.device(device).type != "cuda":
         raise ValueError("fp16 needs CUDA; use bf16 on a CPU")
     if ensemble and task == "demosaic":
@@ -122,13 +130,17 @@ def _pad_to_min_side(run: Callable[[Tensor], Tensor], x: Tensor, side: int, scal
 
 def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", tile: int = 64, overlap: int = 16,
                 ensemble: bool = False, precision: str = "fp32",
-                progress: Callable[[int, int], None] | None = None) -> Tensor:
+                progress: Callable[[int, int], None] | None = None, memory_budget: int | None = None) -> Tensor:
     """(1, C, H, W) float in [0, 1] -> network output, tiled, optionally x8-ensembled, under autocast.
-    ``progress(done, total)``: called after each tile of each pass (``--tiling tile`` only)."""
+    ``progress(done, total)``: called after each tile of each pass (``--tiling tile`` only). Tiles run in batches
+    within ``memory_budget`` bytes (default: :func:`panet.inference.auto_tiles_per_batch`)."""
     from .inference import forward_chop, forward_ensemble, forward_reflect_padded, forward_tiled
     from .tasks import get_task
 
+    from .hardware import resolve_precision
+
     check_run_options(task, tiling=tiling, ensemble=ensemble, precision=precision, device=x.device)
+    precision = resolve_precision(precision, x.device)  # auto: bf16 only where measured faster
     spec = get_task(task) if task else None
     min_size = spec.chop_min_size if spec else 6400
     pad = spec.input_pad if spec else 0
@@ -137,7 +149,7 @@ def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", til
         if tiling == "legacy":
             return forward_chop(model, t, min_size=min_size) if t.shape[-2] * t.shape[-1] >= min_size else model(t)
         if tiling == "tile":
-            return forward_tiled(model, t, tile=tile, overlap=overlap, progress=progress)
+            return forward_tiled(model, t, tile=tile, overlap=overlap, progress=progress, memory_budget=memory_budget)
         return model(t)
 
     scale, side = getattr(model, "scale", 1), min_input_side(model)
@@ -319,14 +331,17 @@ def _restore_luma(net, rgb: np.ndarray) -> np.ndarray:
 
 
 def restore(image: Any, *, task: str | None = None, weights: str | None = None, model=None, scale: int | None = None,
-            sigma: float | None = None, quality: int | None = None, tiling: str = "tile", tile: int = 64,
-            overlap: int = 16, ensemble: bool = False, device: str = "cpu", precision: str = "fp32",
+            sigma: float | None = None, quality: int | None = None, tiling: str = "tile", tile: int | None = None,
+            overlap: int | None = None, ensemble: bool = False, device: str = "cpu", precision: str = "auto",
             bayer: str = "GRBG"):
     """Restore ``image`` (numpy HxW[xC] uint8/uint16/float, PIL image, or tensor (C, H, W) / (1, C, H, W)).
 
     The network: ``model`` (a PANet), ``weights`` (a shipped name or a file), or the shipped default for ``task``
     and its level (``scale`` for SR; ``sigma``/``quality`` choose among shipped denoising/JPEG weights).
-    Tiling as in ``panet restore``; ``ensemble`` averages the 8 flips/transposes. ``bayer``: the pattern of a
+    Tiling as in ``panet restore`` (``tile`` / ``overlap`` None: :func:`auto_tiling`); ``ensemble`` averages the 8
+    flips/transposes. ``precision``: ``auto`` runs
+    the network under bf16 autocast where this machine has bf16 and measures it faster than fp32
+    (:func:`panet.hardware.resolve_precision`), else fp32; the attention's scores stay fp32. ``bayer``: the pattern of a
     mosaic given to ``task="demosaic"`` (a 1-channel raw image or the 3-channel zero-filled layout).
     Bad arguments and images raise ``ValueError``.
     """
@@ -344,6 +359,7 @@ def restore(image: Any, *, task: str | None = None, weights: str | None = None, 
     if task == "sr" and scale is not None and net.scale != scale:
         raise ValueError(f"the network upscales x{net.scale}, not x{scale}")
     net = net.to(device)
+    tile, overlap = resolve_tiling(net, device, tile, overlap)
     out = restore_float(net, array, task=task, device=device, tiling=tiling, tile=tile, overlap=overlap,
                         ensemble=ensemble, precision=precision, bayer=bayer)
     return _from_float_hwc(out, info)

@@ -5,7 +5,7 @@
 Drop an image, choose the task and level, see input and output with a before/after slider, download the PNG.
 Nothing leaves the machine: the page talks to this process only. Endpoints: ``GET /`` (the page),
 ``GET /api/tasks`` (what can be restored with which weights), ``POST /api/restore?task=...&scale=|sigma=|quality=``
-with the image file as the request body (PNG back, or a JSON error: 400 bad input, 403 refused, 413 too large,
+[``&job=ID``] with the image file as the request body, ``GET /api/progress?job=ID`` (tiles done while it runs) (PNG back, or a JSON error: 400 bad input, 403 refused, 413 too large,
 503 busy). What it accepts, and from where: docs/security.md.
 """
 from __future__ import annotations
@@ -67,16 +67,26 @@ $('go').onclick = async () => {
   const t = tasks[$('task').value];
   const q = new URLSearchParams({task: $('task').value});
   if (t.level) q.set(t.level, $('level').value);
+  const job = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  q.set('job', job);
   $('status').className = ''; $('status').textContent = 'restoring...'; $('go').disabled = true;
+  const poll = setInterval(async () => {
+    try {
+      const p = await (await fetch('/api/progress?job=' + job)).json();
+      if (p.state === 'queued') $('status').textContent = 'waiting for the restore before it...';
+      else if (p.state === 'running' && p.total) $('status').textContent = `restoring... ${Math.floor(100 * p.done / p.total)}% (tile ${p.done} of ${p.total}${p.pass > 1 ? ', pass ' + p.pass : ''})`;
+    } catch (err) {}
+  }, 500);
   try {
     const r = await fetch('/api/restore?' + q, {method: 'POST', body: file});
+    clearInterval(poll);
     if (!r.ok) throw new Error((await r.json()).error);
     const url = URL.createObjectURL(await r.blob());
     $('after').src = url; $('download').href = url;
     $('before').src = URL.createObjectURL(file);
     $('result').hidden = false; $('slider').oninput();
     $('status').textContent = 'done in ' + r.headers.get('X-Seconds') + ' s (' + r.headers.get('X-Weights') + ')';
-  } catch (err) { $('status').className = 'error'; $('status').textContent = err.message; }
+  } catch (err) { clearInterval(poll); $('status').className = 'error'; $('status').textContent = err.message; }
   $('go').disabled = false;
 };
 </script></body></html>
@@ -94,12 +104,14 @@ class RestoreService:
     many requests may wait for the running one (more are refused with :class:`Busy` before their body is read).
     """
 
-    def __init__(self, *, random_init: bool = False, tile: int = 64, max_pixels: int = 4_000_000, queue: int = 4):
+    def __init__(self, *, random_init: bool = False, tile: int | None = None, max_pixels: int = 4_000_000,
+                 queue: int = 4):
         self.random_init, self.tile, self.max_pixels, self.queue = random_init, tile, max_pixels, queue
         self._models: dict[str, object] = {}
         self._lock = threading.Lock()
         self._run = threading.Lock()  # one restore at a time: it already uses every core
         self._admitted = 0  # running + waiting
+        self._progress: dict[str, dict] = {}  # job id -> {"state", "done", "total", "pass"}
 
     def tasks(self) -> dict:
         from .pretrained import list_weights
@@ -152,19 +164,46 @@ class RestoreService:
                 self._models[name] = create_model(name).eval()
             return self._models[name], f"{name}, RANDOM weights"
 
-    def restore(self, data: bytes, task: str, level: float | None) -> tuple[bytes, str]:
+    def progress(self, job: str) -> dict:
+        """Where the restore of ``job`` is: queued, running (tiles done of the current pass) or unknown."""
+        with self._lock:
+            return dict(self._progress.get(job, {"state": "unknown"}))
+
+    def restore(self, data: bytes, task: str, level: float | None, job: str | None = None) -> tuple[bytes, str]:
         """An encoded image -> the restored PNG's bytes (16-bit and float gray come back 16-bit, alpha is kept) and
-        the label of the weights used. Bad input raises ValueError."""
+        the label of the weights used. Bad input raises ValueError. ``job``: an id under which :meth:`progress`
+        reports this restore while it runs."""
+        if job is None:
+            return self._restore(data, task, level, None)
+        with self._lock:
+            if len(self._progress) >= 64 or job in self._progress:
+                raise ValueError("bad or repeated job id")
+            self._progress[job] = {"state": "queued", "done": 0, "total": 0, "pass": 0}
+        try:
+            return self._restore(data, task, level, self._progress[job])
+        finally:
+            with self._lock:
+                del self._progress[job]
+
+    def _restore(self, data: bytes, task: str, level: float | None, state: dict | None) -> tuple[bytes, str]:
         from .images import encode_image_float, read_image_float
-        from .restoration import restore_float
+        from .restoration import resolve_tiling, restore_float
         from .tasks import get_task
 
         if level is not None or task == "sr":
             get_task(task).check_level(level)
         array, info = read_image_float(data, max_pixels=self.max_pixels)  # the header's size, checked before decoding
         model, label = self._model(task, level)
+        tile, overlap = resolve_tiling(model, "cpu", self.tile)
+
+        def progress(done: int, total: int) -> None:
+            if state is not None:
+                with self._lock:
+                    state.update(state="running", done=done, total=total, **{"pass": state["pass"] + (done == 1)})
+
         with self._run:
-            out = restore_float(model, array, task=task, tiling="tile", tile=self.tile, overlap=16)
+            out = restore_float(model, array, task=task, tiling="tile", tile=tile, overlap=overlap, precision="auto",
+                                progress=progress)
         png, _ = encode_image_float(out, info, "PNG")
         return png, label
 
@@ -185,6 +224,15 @@ def parse_level(task: str, text: str | None) -> float | None:
         raise ValueError(f"{name} must be a finite number, got {text!r}")
     get_task(task).check_level(value)
     return int(value) if task == "sr" else value
+
+
+def _job_id(text: str | None) -> str | None:
+    """A client's progress id: letters and digits, at most 40."""
+    if text is None:
+        return None
+    if not (0 < len(text) <= 40 and text.isascii() and text.isalnum()):
+        raise ValueError("job must be 1 to 40 letters and digits")
+    return text
 
 
 def allowed_hosts(host: str, port: int) -> set[str] | None:
@@ -264,6 +312,9 @@ def make_handler(service: RestoreService, note: str = "", hosts: set[str] | None
                            {"Content-Security-Policy": "frame-ancestors 'none'"})
             elif path == "/api/tasks":
                 self._send(200, json.dumps(service.tasks()).encode(), "application/json")
+            elif path == "/api/progress":
+                job = parse_qs(urlparse(self.path).query).get("job", [""])[0]
+                self._send(200, json.dumps(service.progress(job)).encode(), "application/json")
             else:
                 self._error(404, "not found")
 
@@ -303,7 +354,7 @@ def make_handler(service: RestoreService, note: str = "", hosts: set[str] | None
                 with service.admission():
                     data = self._read_body(length)
                     start = time.perf_counter()
-                    png, label = service.restore(data, task, level)
+                    png, label = service.restore(data, task, level, _job_id(query.get("job")))
             except Busy as exc:
                 self.close_connection = True
                 return self._error(503, str(exc), {"Retry-After": "10"})
@@ -315,13 +366,13 @@ def make_handler(service: RestoreService, note: str = "", hosts: set[str] | None
     return Handler
 
 
-def make_server(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool = False, tile: int = 64,
-                queue: int = 4, idle_timeout: float = 30.0) -> RestoreServer:
+def make_server(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool = False, tile: int | None = None,
+                queue: int = 4, idle_timeout: float = 30.0, max_pixels: int = 4_000_000) -> RestoreServer:
     """The server (not yet serving): ``queue`` requests may wait for the running restore; a connection idle for
     ``idle_timeout`` seconds is closed. Its ``service`` attribute is the :class:`RestoreService`."""
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be in 0..65535, got {port}")
-    service = RestoreService(random_init=random_init, tile=tile, queue=queue)
+    service = RestoreService(random_init=random_init, tile=tile, queue=queue, max_pixels=max_pixels)
     note = "<b>Demo mode: networks without shipped weights run with RANDOM weights.</b>" if random_init else ""
     server = RestoreServer((host, port), make_handler(service, note))
     # the Host check needs the port actually bound (port 0 picks one)
@@ -331,8 +382,9 @@ def make_server(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool 
     return server
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool = False, tile: int = 64) -> None:
-    server = make_server(host, port, random_init=random_init, tile=tile)
+def serve(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool = False, tile: int | None = None,
+          max_pixels: int = 4_000_000) -> None:
+    server = make_server(host, port, random_init=random_init, tile=tile, max_pixels=max_pixels)
     print(f"panet serve: open http://{host}:{server.server_address[1]}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         server.serve_forever()
