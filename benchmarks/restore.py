@@ -81,7 +81,6 @@ class FlopCount:
 
 
 def worker(spec: dict) -> dict:
-    import numpy as np
     import torch
 
     from panet.hardware import resolve_precision

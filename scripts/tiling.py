@@ -1,7 +1,7 @@
 """Choose `panet restore`'s tiling by measurement: PSNR per shipped model, speed and memory per architecture.
 
-    python scripts/tiling.py --data-root ../shared/data               # every task's default weights
-    python scripts/tiling.py --data-root ../shared/data --only panet-dn-s --speed-only
+    python scripts/tiling.py --data-root ../shared/data            # score what is not cached, then write
+    python scripts/tiling.py --data-root ../shared/data --speed    # time every setting again (idle machine!)
 
 Pyramid attention is non-local: a query compares itself with every key patch of the tile it runs in, so the
 tiling changes the output, and the attention's cost per pixel grows with the tile's area. For each task's default
@@ -11,16 +11,17 @@ and memory do not depend on the trained values, only on the shapes), with the ma
 
 The default of each weights is the fastest setting whose mean PSNR is within TOLERANCE dB of the best setting's.
 The choice goes to src/panet/pretrained/tiling.json (read by `panet restore --tile auto`), the tables to
-docs/tiling.md. Per-weights PSNR results are cached in results/tiling/ (delete a file to measure it again).
+docs/tiling.md. PSNR results and speeds are cached in results/tiling/ (delete a file to measure it again); the
+tests check that the committed tiling.json and docs/tiling.md are what these caches give.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT / "src"))
 # (tile, overlap) in input pixels
 GRID = [(16, 4), (24, 4), (24, 8), (32, 4), (32, 8), (40, 8), (48, 8), (48, 16), (64, 16)]
 TOLERANCE = 0.02  # dB
+BF16_CHECK = (32, 8)  # the setting also scored under bf16 autocast (what --precision auto runs where bf16 is fast)
 # per task: the two benchmark sets, the level scored, and the centre crop (ground-truth pixels)
 PLAN = {
     "sr": (("Set5", "Set14"), None, 96),  # level: the weights' own scale; crop: LR pixels (HR: 96 x scale)
@@ -70,7 +72,8 @@ def label(tile: int, overlap: int) -> str:
 
 
 def score_weights(weights, data_root: str | None) -> dict:
-    """Mean PSNR per set and setting (cached per weights file content)."""
+    """Mean PSNR per set and setting, cached per weights file content: only settings missing from the cache are
+    scored."""
     import hashlib
 
     import torch
@@ -84,98 +87,97 @@ def score_weights(weights, data_root: str | None) -> dict:
     sets, level, crop = plan_for(weights)
     digest = hashlib.sha256(weights.file.read_bytes()).hexdigest()[:16]
     cache = CACHE / f"{weights.name}.json"
+    result = {"weights": weights.name, "sha256": digest, "sets": list(sets), "level": level, "crop": crop,
+              "images": IMAGES, "psnr": {}}
     if cache.exists():
         cached = json.loads(cache.read_text())
-        if cached.get("sha256") == digest and cached.get("grid") == [list(g) for g in GRID]:
-            return cached
+        if all(cached.get(k) == result[k] for k in ("sha256", "sets", "level", "crop", "images")):
+            result["psnr"] = cached["psnr"]
     model = load_weights(weights.file).eval()
     options = get_task(weights.task).metric_options(int(level) if weights.task == "sr" else 1)
-    result = {"weights": weights.name, "sha256": digest, "grid": [list(g) for g in GRID], "sets": list(sets),
-              "level": level, "crop": crop, "images": IMAGES, "psnr": {}}
+    runs = [("legacy", 0, 0, "fp32")] + [("tile", t, o, "fp32") for t, o in GRID] + [("tile", *BF16_CHECK, "bf16")]
     for set_name in sets:
-        pairs = EvalPairs(find_set(set_name, data_root), task=weights.task, level=level, colors=model.colors, crop=crop)
-        pairs.files = pairs.files[:IMAGES]
-        items = list(pairs)
-        for tiling, tile, overlap in [("legacy", 0, 0)] + [("tile", t, o) for t, o in GRID]:
-            restorer = network_restorer(model, weights.task, tiling=tiling, tile=tile or 64, overlap=overlap or 16)
+        items = None
+        for tiling, tile, overlap, precision in runs:
+            key = "legacy" if tiling == "legacy" else label(tile, overlap) + (" bf16" if precision == "bf16" else "")
+            if set_name in result["psnr"].get(key, {}):
+                continue
+            if items is None:
+                pairs = EvalPairs(find_set(set_name, data_root), task=weights.task, level=level, colors=model.colors,
+                                  crop=crop)
+                pairs.files = pairs.files[:IMAGES]
+                items = list(pairs)
+            restorer = network_restorer(model, weights.task, tiling=tiling, tile=tile or 64, overlap=overlap or 16,
+                                        precision=precision)
             with torch.no_grad():
                 scores = [psnr(restorer(item.degraded), item.target, **options) for item in items]
-            key = "legacy" if tiling == "legacy" else label(tile, overlap)
             result["psnr"].setdefault(key, {})[set_name] = float(np.mean(scores))
             print(f"{weights.name} {set_name} {key}: {result['psnr'][key][set_name]:.3f}", flush=True)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(result, indent=1) + "\n")
+            CACHE.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 
-class PeakMemory:
-    """Peak resident memory above the level at the start, sampled every few milliseconds (Linux /proc)."""
-
-    def __init__(self):
-        self.peak = self.base = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    @staticmethod
-    def _rss() -> int:
-        try:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
-    def _watch(self):
-        while not self._stop.wait(0.003):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def extra(self) -> int:
-        return self.peak - self.base
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def time_architecture(weights, size: int = 256, repeats: int = 2) -> dict:
-    """Seconds per megapixel (of input) and peak extra memory of each setting, on a synthetic size x size image."""
+def time_one(spec: dict) -> dict:
+    """One setting in this (fresh) process: best seconds of ``repeats`` restores after a warm-up, and the peak RSS
+    above the RSS after setup."""
+    import resource
+
     import torch
 
-    from panet.hardware import resolve_precision
     from panet.restoration import run_network
     from panet.weights import load_weights
 
-    model = load_weights(weights.file).eval()
-    precision = resolve_precision("auto", "cpu")
+    model = load_weights(spec["file"]).eval()
+    size = spec["size"]
     x = torch.rand(1, model.colors, size, size, generator=torch.Generator().manual_seed(0))
+    run = dict(task=spec["task"], tiling=spec["tiling"], tile=spec["tile"], overlap=spec["overlap"],
+               precision=spec["precision"])
+    run_network(model, x[..., :64, :64], **run)  # warm-up: oneDNN kernel generation
+    base = _rss_bytes()
+    best = float("inf")
+    for _ in range(spec["repeats"]):
+        start = time.perf_counter()
+        run_network(model, x, **run)
+        best = min(best, time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    return {"s_per_mp": best / (size * size / 1e6), "peak_mb": max(peak, 0) / 2**20}
+
+
+def time_architecture(weights, size: int = 256, repeats: int = 2) -> dict:
+    """Seconds per megapixel (of input) and peak extra memory of each setting, on a synthetic size x size image,
+    each setting in a fresh process (so that its peak memory is its own)."""
+    from panet.hardware import resolve_precision
+
+    precision = resolve_precision("auto", "cpu")
     rows = {}
     for tiling, tile, overlap in [("legacy", 64, 16)] + [("tile", t, o) for t, o in GRID]:
-        run = dict(task=weights.task, tiling=tiling, tile=tile, overlap=overlap, precision=precision)
-        run_network(model, x[..., :64, :64], **run)  # warm-up: oneDNN kernel generation
-        best, peak = float("inf"), 0
-        for _ in range(repeats):
-            with PeakMemory() as memory:
-                start = time.perf_counter()
-                run_network(model, x, **run)
-                best = min(best, time.perf_counter() - start)
-            peak = max(peak, memory.extra)
+        spec = {"file": str(weights.file), "task": weights.task, "tiling": tiling, "tile": tile, "overlap": overlap,
+                "precision": precision, "size": size, "repeats": repeats}
+        done = subprocess.run([sys.executable, __file__, "--time-one", json.dumps(spec)], capture_output=True,
+                              text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
         key = "legacy" if tiling == "legacy" else label(tile, overlap)
-        rows[key] = {"s_per_mp": best / (size * size / 1e6), "peak_mb": peak / 2**20}
-        print(f"{weights.name} ({'x%d' % model.scale if model.scale > 1 else model.colors} ch) {key}: "
-              f"{rows[key]['s_per_mp']:.1f} s/MP, {rows[key]['peak_mb']:.0f} MB", flush=True)
+        rows[key] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{weights.name} ({architecture_label(weights)}) {key}: {rows[key]['s_per_mp']:.1f} s/MP, "
+              f"{rows[key]['peak_mb']:.0f} MB", flush=True)
     return {"precision": precision, "size": size, "rows": rows}
+
+
+def architecture_label(weights) -> str:
+    from panet.weights import read_metadata
+
+    config = json.loads(read_metadata(weights.file)["config"])
+    return f"x{config['scale']}" if config["scale"] > 1 else f"{config['colors']} channel{'s' * (config['colors'] > 1)}"
 
 
 def choose(psnr: dict, speed: dict) -> tuple[str, float]:
     """The fastest setting within TOLERANCE dB of the best mean PSNR; (its label, the best mean)."""
-    means = {k: float(np.mean(list(v.values()))) for k, v in psnr.items() if k != "legacy"}
+    means = {k: float(np.mean(list(v.values()))) for k, v in psnr.items() if k != "legacy" and "bf16" not in k}
     best = max(means.values())
     candidates = [k for k, m in means.items() if m >= best - TOLERANCE]
     return min(candidates, key=lambda k: speed[k]["s_per_mp"]), best
@@ -198,8 +200,11 @@ def render(entries: list[dict], command: str) -> str:
              "Pyramid attention is non-local: a query compares itself with every key patch of the tile it runs in, "
              "so the tiling changes the output, and the attention's cost per pixel grows with the tile's area. For "
              f"each task's default weights, every tile / overlap setting is scored on centre crops of the first "
-             f"{IMAGES} images of two benchmark sets (the task's protocol), and timed on a synthetic image (time and "
-             "memory depend on the network's shapes, not on its trained values). `panet restore --tile auto` uses "
+             f"{IMAGES} images of two benchmark sets (the task's protocol, fp32), and timed on a synthetic 256x256 "
+             "image, each setting in a fresh process after a warm-up, best of two (time and memory depend on the "
+             "network's shapes, not on its trained values; peak MB is the peak RSS above the RSS after setup). The "
+             "32/8 bf16 row is the same setting under bf16 autocast, what `--precision auto` runs on a machine where "
+             "bf16 is fast. `panet restore --tile auto` uses "
              f"the fastest setting within {TOLERANCE} dB of the best mean PSNR (marked **bold**; "
              "src/panet/pretrained/tiling.json). `--tiling legacy` is the paper's protocol (the release's chop).",
              ""]
@@ -209,54 +214,90 @@ def render(entries: list[dict], command: str) -> str:
                   f"crops {e['psnr']['crop']})", "",
                   f"| tiling | {' | '.join(sets)} | mean | s / MP | peak MB |", "|---|" + "---|" * (len(sets) + 3)]
         for key, scores in e["psnr"]["psnr"].items():
-            speed = e["speed"]["rows"][key]
+            speed = e["speed"]["rows"].get(key)
             name = "legacy (release chop)" if key == "legacy" else f"tiles {key}"
             mean = float(np.mean([scores[s] for s in sets]))
-            cells = [f"{scores[s]:.2f}" for s in sets] + [f"{mean:.3f}", f"{speed['s_per_mp']:.1f}", f"{speed['peak_mb']:.0f}"]
+            timing = [f"{speed['s_per_mp']:.1f}", f"{speed['peak_mb']:.0f}"] if speed else ["(bf16 is slower here)"
+                                                                                         if e["speed"]["precision"] == "fp32" else "-", "-"]
+            cells = [f"{scores[s]:.2f}" for s in sets] + [f"{mean:.3f}", *timing]
             row = f"| {name} | " + " | ".join(cells) + " |"
             lines.append(row.replace(f"| {name} |", f"| **{name}** |") if key == e["chosen"] else row)
         legacy = e["speed"]["rows"]["legacy"]["s_per_mp"] / e["speed"]["rows"][e["chosen"]]["s_per_mp"]
-        lines += ["", f"Chosen: tiles {e['chosen']}, {legacy:.1f}x faster than the legacy protocol here.", ""]
+        check = label(*BF16_CHECK)
+        cost = float(np.mean([e["psnr"]["psnr"][check][s] - e["psnr"]["psnr"][check + " bf16"][s] for s in sets]))
+        verdict = "so `--precision auto` may run it in bf16 where bf16 is fast" if cost <= TOLERANCE else \
+            "more than the tolerance, so `--precision auto` keeps this model in fp32"
+        lines += ["", f"Chosen: tiles {e['chosen']}, {legacy:.1f}x faster than the legacy protocol here. bf16 costs "
+                  f"{cost:+.3f} dB at tiles {check}: {verdict}.", ""]
     return "\n".join(lines)
 
 
-def main() -> None:
+def architecture(weights) -> str:
+    """A label for the network shapes of ``weights`` (time and memory depend on nothing else)."""
+    from panet.weights import read_metadata
+
+    config = json.loads(read_metadata(weights.file)["config"])
+    return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(config.items()))
+
+
+def measured_speeds(weights_list: list, remeasure: bool) -> dict:
+    """Speed rows per architecture, cached in results/tiling/speed.json (measured where missing or asked)."""
     import torch
 
+    path = CACHE / "speed.json"
+    speeds = json.loads(path.read_text()) if path.exists() and not remeasure else {}
+    for w in weights_list:
+        arch = architecture(w)
+        if arch not in speeds:
+            speeds[arch] = {**time_architecture(w), "cpu": cpu_name(), "threads": torch.get_num_threads()}
+            CACHE.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(speeds, indent=1, sort_keys=True) + "\n")
+    return speeds
+
+
+def outputs(weights_list: list, psnr: dict, speeds: dict, command: str) -> tuple[dict, str]:
+    """(tiling.json's content, docs/tiling.md's text) from the measurements: what main() writes, and what the
+    tests check the committed files against."""
+    entries, table = [], {"weights": {}}
+    for w in weights_list:
+        speed = speeds[architecture(w)]
+        best_key, best = choose(psnr[w.name]["psnr"], speed["rows"])
+        entries.append({"weights": w.name, "task": w.task, "psnr": psnr[w.name], "speed": speed, "chosen": best_key,
+                        "best_mean": best})
+        tile, overlap = (int(v) for v in best_key.split("/"))
+        scores = psnr[w.name]["psnr"]
+        check = label(*BF16_CHECK)
+        bf16_cost = float(np.mean(list(scores[check].values())) - np.mean(list(scores[check + " bf16"].values())))
+        table["weights"][w.name] = {"tile": tile, "overlap": overlap, "bf16": bf16_cost <= TOLERANCE}
+    table["rule"] = (f"tile/overlap: the fastest within {TOLERANCE} dB of the best mean PSNR; bf16: whether bf16 "
+                     f"autocast costs at most {TOLERANCE} dB at tiles {label(*BF16_CHECK)} (scripts/tiling.py)")
+    return table, render(entries, command) + "\n"
+
+
+def cached_psnr(weights_list: list) -> dict:
+    return {w.name: json.loads((CACHE / f"{w.name}.json").read_text()) for w in weights_list}
+
+
+COMMAND = "python scripts/tiling.py --data-root DATA"
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root")
-    parser.add_argument("--only", help="comma-separated shipped weights names (default: every task's default)")
     parser.add_argument("--psnr-only", action="store_true", help="score (and cache) only; write nothing else")
+    parser.add_argument("--speed", action="store_true", help="measure the speeds again (on an idle machine)")
+    parser.add_argument("--time-one", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from panet.pretrained import list_weights
-
+    if args.time_one:
+        print(json.dumps(time_one(json.loads(args.time_one))))
+        return
     chosen = default_weights()
-    if args.only:
-        names = args.only.split(",")
-        chosen = [w for w in list_weights() if w.name in names]
     psnr = {w.name: score_weights(w, args.data_root) for w in chosen}
     if args.psnr_only:
         return
-    speeds: dict[tuple, dict] = {}
-    entries = []
-    for w in chosen:
-        from panet.weights import read_metadata
-
-        config = json.loads(read_metadata(w.file)["config"])
-        arch = tuple(sorted((k, json.dumps(v)) for k, v in config.items()))
-        if arch not in speeds:
-            speeds[arch] = {**time_architecture(w), "cpu": cpu_name(), "threads": torch.get_num_threads()}
-        best_key, best = choose(psnr[w.name]["psnr"], speeds[arch]["rows"])
-        entries.append({"weights": w.name, "task": w.task, "psnr": psnr[w.name], "speed": speeds[arch],
-                        "chosen": best_key, "best_mean": best})
-    table = json.loads(TABLE.read_text()) if TABLE.exists() else {"weights": {}}
-    command = "python scripts/tiling.py" + (f" --only {args.only}" if args.only else "") + " --data-root DATA"
-    for e in entries:
-        tile, overlap = (int(v) for v in e["chosen"].split("/"))
-        table["weights"][e["weights"]] = {"tile": tile, "overlap": overlap}
-    table["rule"] = f"fastest tile/overlap within {TOLERANCE} dB of the best mean PSNR (scripts/tiling.py)"
+    table, text = outputs(chosen, psnr, measured_speeds(chosen, args.speed), COMMAND)
     TABLE.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
-    (ROOT / "docs" / "tiling.md").write_text(render(entries, command) + "\n")
+    (ROOT / "docs" / "tiling.md").write_text(text)
     print(f"wrote {TABLE.relative_to(ROOT)} and docs/tiling.md")
 
 

@@ -284,6 +284,23 @@ def test_auto_tile_and_memory_estimate():
     assert tile_bytes(panet.create_model("pa-edsr-x2"), 128) > 3 * large  # 256 features vs 64
 
 
+def test_auto_precision_keeps_a_model_in_fp32_where_bf16_cost_it_psnr(monkeypatch):
+    import panet.hardware as hardware
+    import panet.pretrained as pretrained
+    from panet.restoration import auto_precision
+
+    net = panet.create_model("panet-dn-s", blocks=2, features=8)
+    net.shipped_name = "some-model"
+    monkeypatch.setattr(hardware, "resolve_precision", lambda precision, device: "bf16" if precision == "auto" else precision)
+    monkeypatch.setattr(pretrained, "_measured", lambda name: {"tile": 32, "overlap": 8, "bf16": False})
+    assert auto_precision(net, "auto") == "fp32"  # measured: bf16 costs this model more than 0.02 dB
+    assert auto_precision(net, "bf16") == "bf16"  # asked for explicitly
+    monkeypatch.setattr(pretrained, "_measured", lambda name: {"tile": 32, "overlap": 8, "bf16": True})
+    assert auto_precision(net, "auto") == "bf16"
+    monkeypatch.setattr(pretrained, "_measured", lambda name: None)
+    assert auto_precision(net, "auto") == "bf16"  # nothing measured: the machine decides
+
+
 def test_bundled_noisy_example_is_reproducible():
     """examples/README.md says how the noisy example was made; the file must be exactly that."""
     from panet.degrade import gaussian_noise, seed_for

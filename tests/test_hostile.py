@@ -6,7 +6,6 @@ server's part (origins, load, timeouts) is in test_serve.py.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import struct
 import subprocess

@@ -285,3 +285,29 @@ def test_ship_weights_records_what_a_fine_tune_started_from(fake_shipped, tmp_pa
     assert shipped["name"] == "tiny-dn-gray-sigma15"
     assert shipped["init"] == {"file": "runs/blind/weights.safetensors", "sha256": digest, "shipped_as": "tiny-dn-gray"}
     assert (fake_shipped / "tiny-dn-gray-sigma15.safetensors").read_bytes() == (run / "weights.safetensors").read_bytes()
+
+
+def test_tiling_choice_is_the_fastest_setting_within_the_tolerance():
+    import tiling
+
+    psnr = {"legacy": {"A": 30.5}, "16/4": {"A": 29.90}, "24/4": {"A": 29.985}, "32/8": {"A": 30.0},
+            "64/16": {"A": 29.99}, "32/8 bf16": {"A": 31.0}}
+    speed = {"legacy": {"s_per_mp": 1.0}, "16/4": {"s_per_mp": 10}, "24/4": {"s_per_mp": 20}, "32/8": {"s_per_mp": 30},
+             "64/16": {"s_per_mp": 90}}
+    # legacy and the bf16 row are not candidates; 16/4 is fastest but 0.1 dB worse; 24/4 is within 0.02 dB
+    assert tiling.choose(psnr, speed) == ("24/4", 30.0)
+    psnr["24/4"] = {"A": 29.97}
+    assert tiling.choose(psnr, speed)[0] == "32/8"
+
+
+def test_the_committed_tiling_table_is_what_its_measurements_give():
+    """tiling.json (read by panet restore --tile auto) and docs/tiling.md come from the cached measurements in
+    results/tiling by scripts/tiling.py's own code, not by hand."""
+    import tiling
+
+    weights = tiling.default_weights()
+    speeds = json.loads((tiling.CACHE / "speed.json").read_text())
+    table, text = tiling.outputs(weights, tiling.cached_psnr(weights), speeds, tiling.COMMAND)
+    assert json.loads(tiling.TABLE.read_text()) == table
+    assert (ROOT / "docs" / "tiling.md").read_text() == text
+    assert set(table["weights"]) == {w.name for w in weights}

@@ -33,23 +33,27 @@ class ImageResult:
 
 
 def network_restorer(
-    model, task: str | None, *, tiling: str = "legacy", device: str = "cpu", tile: int = 128, overlap: int = 16
+    model, task: str | None, *, tiling: str = "legacy", device: str = "cpu", tile: int = 128, overlap: int = 16,
+    precision: str = "fp32",
 ) -> Restorer:
     """Wrap a network: uint8 HxWxC in, uint8 out, with the release's tiling by default.
 
     tiling: ``legacy`` (the release's forward_chop with the task's min_size;
     6400 when no task is given), ``tile`` (overlapping ``tile`` x ``tile``
     windows, blended) or ``none``. The task's ``input_pad`` applies (demosaicing:
-    the mosaic is reflect-padded, :mod:`panet.tasks`).
+    the mosaic is reflect-padded, :mod:`panet.tasks`). ``precision`` as in
+    :func:`panet.restoration.run_network` (fp32 by default: evaluation does not
+    depend on the machine).
     """
     from .images import to_tensor, to_uint8
     from .restoration import check_run_options, run_network
 
-    check_run_options(task, tiling=tiling, device=device)  # once, before any image
+    check_run_options(task, tiling=tiling, device=device, precision=precision)  # once, before any image
     model = model.to(device).eval()
 
     def restore(img: np.ndarray) -> np.ndarray:
-        return to_uint8(run_network(model, to_tensor(img).to(device), task=task, tiling=tiling, tile=tile, overlap=overlap))
+        return to_uint8(run_network(model, to_tensor(img).to(device), task=task, tiling=tiling, tile=tile,
+                                    overlap=overlap, precision=precision))
 
     return restore
 

@@ -114,14 +114,25 @@ def find_weights(task: str, level: float | None = None, colors: int | None = Non
     raise ValueError(f"no shipped {task} weights cover level {level:g}; available: {ranges}")
 
 
-def measured_tiling(name: str | None) -> tuple[int, int] | None:
-    """(tile, overlap) that scripts/tiling.py measured best for the shipped weights ``name`` (tiling.json beside
-    them), or None."""
+def _measured(name: str | None) -> dict | None:
+    """What scripts/tiling.py measured for the shipped weights ``name`` (tiling.json beside them), or None."""
     table = SHIPPED / "tiling.json"
     if name is None or not table.is_file():
         return None
-    entry = json.loads(table.read_text()).get("weights", {}).get(name)
+    return json.loads(table.read_text()).get("weights", {}).get(name)
+
+
+def measured_tiling(name: str | None) -> tuple[int, int] | None:
+    """(tile, overlap) that scripts/tiling.py measured best for the shipped weights ``name``, or None."""
+    entry = _measured(name)
     return (int(entry["tile"]), int(entry["overlap"])) if entry else None
+
+
+def measured_bf16_ok(name: str | None) -> bool | None:
+    """Whether bf16 autocast cost the shipped weights ``name`` at most 0.02 dB when scripts/tiling.py measured it;
+    None when nothing was measured."""
+    entry = _measured(name)
+    return None if entry is None or "bf16" not in entry else bool(entry["bf16"])
 
 
 def _load_shipped(w: ShippedWeights, map_location: str = "cpu"):
