@@ -72,6 +72,19 @@ def test_a_folder_restored_into_itself_never_overwrites_an_input(tmp_path, capsy
     assert "is an input" in one_error_line(capsys.readouterr().err)
 
 
+def test_a_hard_link_or_symlink_to_an_input_is_the_input(tmp_path, capsys):
+    import os
+
+    image = small_png(tmp_path / "p.png")
+    before = image.read_bytes()
+    os.link(image, tmp_path / "hard.png")
+    os.symlink(image, tmp_path / "soft.png")
+    for other in ("hard.png", "soft.png"):
+        assert main(["restore", str(image), "-o", str(tmp_path / other), "--overwrite", *RANDOM]) == 2
+        assert "is an input" in one_error_line(capsys.readouterr().err)
+    assert image.read_bytes() == before
+
+
 def test_two_inputs_with_one_output_name_are_an_error_before_any_work(tmp_path, capsys):
     folder = tmp_path / "in"
     folder.mkdir()

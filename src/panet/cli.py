@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -110,13 +109,13 @@ def _expand_inputs(items: list[str]) -> list[Path]:
     return inputs
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _file_identity(path: Path) -> tuple:
+    """What makes two paths one file: the inode where the file exists (hard links, other names), else the path."""
     try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)  # also hard links and other names of one file
+        stat = path.stat()
+        return ("inode", stat.st_dev, stat.st_ino)
     except OSError:
-        pass
-    return a.resolve() == b.resolve()
+        return ("path", path.resolve())
 
 
 def refuse_overwriting_inputs(outputs: list[Path], inputs: list[Path]) -> None:
@@ -129,10 +128,10 @@ def refuse_overwriting_inputs(outputs: list[Path], inputs: list[Path]) -> None:
             raise CliError(f"{by_target[key]} and {source} would both be written to {target}; restore them into "
                            "separate folders or rename one")
         by_target[key] = source
+    sources = {_file_identity(path) for path in inputs}
     for target in outputs:
-        for source in inputs:
-            if _same_file(target, source):
-                raise CliError(f"{target} is an input; refusing to write over it (choose another output)")
+        if _file_identity(target) in sources:
+            raise CliError(f"{target} is an input; refusing to write over it (choose another output)")
 
 
 def _restore_targets(args: argparse.Namespace, inputs: list[Path]) -> list[Path]:
