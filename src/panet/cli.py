@@ -158,8 +158,8 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     from .images import check_pixels, read_image_float, write_image_float
     from .restoration import check_run_options, image_colors, resolve_tiling, restore_float
 
-    tile = None if args.tile == "auto" else _positive_int(args.tile, "--tile")
-    overlap = None if args.tile_overlap == "auto" else _overlap(args.tile_overlap)
+    tile = _int_or_auto(args.tile, "--tile", 8)
+    overlap = _int_or_auto(args.tile_overlap, "--tile-overlap", 0)
     if overlap is not None and tile is not None and overlap >= tile:
         raise CliError(f"--tile-overlap must be smaller than the tile, got {overlap} for --tile {tile}")
     if args.max_pixels < 1:
@@ -268,23 +268,16 @@ class _TileBar:
             self.bar.close()
 
 
-def _overlap(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise CliError(f"--tile-overlap expects a number or auto, got {text!r}") from None
-    if value < 0:
-        raise CliError(f"--tile-overlap must be >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str, flag: str) -> int:
+def _int_or_auto(text: str, flag: str, minimum: int) -> int | None:
+    """None for ``auto``, else the number, at least ``minimum``."""
+    if text == "auto":
+        return None
     try:
         value = int(text)
     except ValueError:
         raise CliError(f"{flag} expects a number or auto, got {text!r}") from None
-    if value < 8:
-        raise CliError(f"{flag} must be at least 8, got {value}")
+    if value < minimum:
+        raise CliError(f"{flag} must be at least {minimum}, got {value}")
     return value
 
 
