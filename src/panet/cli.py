@@ -151,12 +151,11 @@ def _restore_targets(args: argparse.Namespace, inputs: list[Path]) -> list[Path]
 
 
 def _cmd_restore(args: argparse.Namespace) -> None:
-    import torch
     from tqdm import tqdm
 
     from .hardware import bf16_speedup, native_bf16
     from .images import check_pixels, read_image_float, write_image_float
-    from .restoration import check_run_options, image_colors, resolve_tiling, restore_float
+    from .restoration import check_run_options, image_colors, resolve_device, resolve_tiling, restore_float
 
     tile = _int_or_auto(args.tile, "--tile", 8)
     overlap = _int_or_auto(args.tile_overlap, "--tile-overlap", 0)
@@ -172,9 +171,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         raise CliError("no input images found")
     targets = _restore_targets(args, inputs)
     refuse_overwriting_inputs(targets, inputs)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda: CUDA is not available")
-    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     # The shipped default depends on the image (a colour photo goes to the colour denoiser, a gray one to the gray
     # denoiser), so without --weights / --model the network is chosen per image, once per kind of image.
     per_image = not (args.weights or args.model)

@@ -41,10 +41,7 @@ def save_weights(model: PANet, path: PathLike, *, metadata: Mapping[str, str] | 
 
 
 def read_metadata(path: PathLike) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+    return _read_header(Path(path))[0]
 
 
 def read_torch_file(path: PathLike, *, map_location: str | torch.device = "cpu") -> Any:
@@ -81,12 +78,12 @@ def read_torch_file(path: PathLike, *, map_location: str | torch.device = "cpu")
         raise ValueError(f"{path}: cannot be read as a weights-only checkpoint ({first})") from None
 
 
-def _header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """Tensor names and shapes from a .safetensors header, without reading the tensors."""
+def _read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]]:
+    """(metadata, tensor names and shapes) from a .safetensors header, without reading the tensors."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        return dict(f.metadata() or {}), {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
 
 
 def _config_from_metadata(meta: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]], path: Path) -> dict:
@@ -125,8 +122,7 @@ def load_weights(path: PathLike, *, map_location: str | torch.device = "cpu") ->
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     try:
-        meta = read_metadata(path)
-        shapes = _header_shapes(path)
+        meta, shapes = _read_header(path)
     except Exception as exc:  # safetensors raises several types for corrupt files
         raise ValueError(f"{path}: not a readable .safetensors file ({exc})") from None
     if meta.get("format") != FORMAT or "config" not in meta:
