@@ -451,9 +451,9 @@ def _small_map_attention(x: Tensor, sizes, embed_query, embed_key, embed_value, 
                          norm_eps: float, pv_dtype) -> Tensor:
     """Inference attention of a small feature map: (B, N, C*9) patches before the fold.
 
-    Keys and values stay per pyramid level (never copied into one (B, C*9, L) buffer); each key patch's norm comes
-    from a 3x3 box sum of the per-pixel squared norms (the same zero padding as the unfold), not from the 9x wider
-    unfolded keys. Scores, softmax and the row sums are fp32; the weighted sum runs in ``pv_dtype`` when given (or
+    The normalised keys of all levels go into one (B, L, C/r*9) buffer, the values stay per level; each key patch's
+    norm comes from a 3x3 box sum of the per-pixel squared norms (the same zero padding as the unfold), not from the
+    9x wider unfolded keys. Scores, softmax and the row sums are fp32; the weighted sum runs in ``pv_dtype`` when given (or
     the autocast dtype), accumulating in fp32.
     """
     b, _, h, w = x.shape
@@ -464,25 +464,32 @@ def _small_map_attention(x: Tensor, sizes, embed_query, embed_key, embed_value, 
     if pv_dtype == dtype:
         pv_dtype = None
     queries = F.unfold(embed_query(x).to(dtype), PATCH, padding=1)  # (B, C/r*9, N)
-    keys, values = [], []
+    n, n_keys = h * w, sum(hl * wl for hl, wl in sizes)
+    # every level's normalised key patches in one (B, L, C/r*9) buffer: one GEMM per sample gets the whole score
+    # matrix (per-level GEMMs into column slices of it ran 1.3x slower on an AMD Zen 4)
+    keys = queries.new_empty(b, n_keys, queries.shape[1])
+    values = []
+    start = 0
     for size in sizes:
         level = _resize(x, size)
         k = embed_key(level).to(dtype)
         squared = F.avg_pool2d(k.square().sum(1, keepdim=True), PATCH, 1, 1, count_include_pad=True).mul_(PATCH * PATCH)
         norm = squared.sqrt_().clamp_min_(norm_eps).flatten(2)  # (B, 1, L_i)
-        keys.append(F.unfold(k, PATCH, padding=1).div_(norm))
+        width = norm.shape[2]
+        torch.div(F.unfold(k, PATCH, padding=1), norm, out=keys[:, start : start + width].transpose(1, 2))
+        start += width
         v = embed_value(level)
         values.append(F.unfold(v.to(pv_dtype or dtype), PATCH, padding=1))
+    onednn = _onednn_available(queries)
     with torch.autocast(x.device.type, enabled=False):
-        n, n_keys = h * w, sum(k.shape[2] for k in keys)
         out = queries.new_empty(b, n, values[0].shape[1])
         scores = queries.new_empty(n, n_keys)
         for i in range(b):
             q = queries[i].t().mul(softmax_scale)
-            start = 0
-            for k in keys:
-                torch.mm(q, k[i], out=scores[:, start : start + k.shape[2]])
-                start += k.shape[2]
+            if onednn:  # oneDNN, keys packed once per sample: 1.3x MKL's mm on these shapes (AMD Zen 4)
+                scores = _Gemm(keys[i], n, True)(q)
+            else:
+                torch.mm(q, keys[i].t(), out=scores)
             top = scores.amax(1, keepdim=True)
             probs = scores.sub_(top).exp_()
             total = probs.sum(1, keepdim=True)
