@@ -4,6 +4,7 @@
     python benchmarks/train_step.py --quick    # small recipes only, fp32 and bf16
     python benchmarks/train_step.py --threads 1
     python benchmarks/train_step.py --only panet-dn-s,pa-edsr-s-x2 --precision bf16 --threads 1
+    python benchmarks/train_step.py --only panet-dn-s --patches 24,48     # a recipe at other patch sizes
 
 One training step = forward, L1 loss, backward, Adam step, on random data of the recipe's batch and patch
 size (data loading is not timed: TrainPairs serves a batch in a few ms). CPU always; CUDA too when present.
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--only", help="comma-separated recipe names (configs/NAME.yaml) to time")
     parser.add_argument("--precision", choices=["fp32", "bf16"], help="time only this precision")
+    parser.add_argument("--patches", help="comma-separated patch sizes to time each recipe at (default: its own)")
     args = parser.parse_args()
     rows = recipes(args.quick)
     if args.only:
@@ -89,6 +91,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ", no CUDA"))
     print(f"{'recipe':<26} {'model':<14} {'patch':>5} {'batch':>5} {'device':>6} {'precision':>9} {'s/it':>8} {'it/s':>8}")
+    patches = [int(p) for p in args.patches.split(",")] if args.patches else [None]
+    rows = [(label, model, p or patch, batch, overrides) for label, model, patch, batch, overrides in rows for p in patches]
     for label, model, patch, batch, overrides in rows:
         for device in devices:
             for precision in [args.precision] if args.precision else ["fp32", "bf16"]:

@@ -287,3 +287,26 @@ def test_every_recipe_loads_builds_and_trains_on_training_sets_only(recipe):
     elif init is not None:  # in the repo
         assert init.is_file(), init
         load_init_weights(model, init, config.init_skip, config.init_fold_colors)
+
+
+def test_training_never_sees_the_validation_images(tmp_path):
+    from panet.data import TrainPairs
+    from panet.train import validation_files
+
+    folder = tmp_path / "split"
+    write_image(folder / "a.png", np.zeros((20, 20, 3), np.uint8))  # the first image: held out below
+    write_image(folder / "b.png", np.full((20, 20, 3), 255, np.uint8))
+    config = tmp_path / "split.yaml"
+    config.write_text(f'data: {{train: ["{folder}"], val: ["{folder}"], level: 5, patch_size: 8, val_images: 1}}\n')
+    held_out = validation_files(load_config(config))
+    assert [f.name for f in held_out] == ["a.png"]
+    pairs = TrainPairs([folder], task="denoise", level=5, patch_size=8, length=20, exclude=held_out)
+    assert all(bool((pairs[i][1] == 1).all()) for i in range(len(pairs)))  # never a patch of a.png
+    with pytest.raises(ValueError, match="held out for validation"):
+        TrainPairs([folder], task="denoise", level=5, patch_size=8, exclude=find_all(folder))
+
+
+def find_all(folder):
+    from panet.data import find_images
+
+    return find_images(folder)

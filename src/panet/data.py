@@ -164,6 +164,7 @@ class TrainPairs(torch.utils.data.Dataset):
         colors: channels the model sees (1 or 3). CAR is always gray.
         length: items per epoch (any number: patches are drawn at random).
         seed: item ``i`` depends only on ``(seed, i)``.
+        exclude: image files never to train on (the validation images, when validation uses a training set).
     """
 
     def __init__(
@@ -177,6 +178,7 @@ class TrainPairs(torch.utils.data.Dataset):
         length: int = 16000,
         seed: int = 0,
         augment: bool = True,
+        exclude: Sequence[str | os.PathLike] = (),
     ):
         self.task = get_task(task)
         self.level = Level.parse(level)
@@ -186,7 +188,10 @@ class TrainPairs(torch.utils.data.Dataset):
             raise ValueError("SR trains one scale per model")
         if self.task.name == "demosaic" and colors != 3:
             raise ValueError("demosaicing needs colors=3")
-        files = [f for folder in folders for f in find_images(folder)]
+        held_out = {Path(f).resolve() for f in exclude}
+        files = [f for folder in folders for f in find_images(folder) if f.resolve() not in held_out]
+        if not files:
+            raise ValueError("every training image is held out for validation")
         need = patch_size * (int(self.level.low) if self.task.name == "sr" else 1)
         small = [f for f in files if min(_image_size(f)) < need]
         if small:

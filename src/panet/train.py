@@ -43,7 +43,7 @@ RUN_FILES = ("checkpoint.pt", "weights.safetensors", "card.json", "log.csv", "va
 @dataclass
 class DataConfig:
     train: list[str] = field(default_factory=list)  # set names under data_root, or folders
-    val: list[str] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)  # validation sets; the images validated on are never trained on
     data_root: str | None = None  # default: $PANET_DATA
     level: Any = None  # SR scale | sigma | quality | [low, high] for a blind model
     patch_size: int = 48  # input patch (SR: LR side)
@@ -477,7 +477,7 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
     dataset = TrainPairs(
         _folders(config.data.train, config.data.data_root), task=config.task, level=config.data.level,
         patch_size=config.data.patch_size, colors=model.colors, length=config.iterations * config.batch_size,
-        seed=config.seed,
+        seed=config.seed, exclude=validation_files(config),
     )
     stop = config.iterations if max_steps is None else min(config.iterations, step + max_steps)
     loader = torch.utils.data.DataLoader(
@@ -614,9 +614,17 @@ def _validation_sets(config: TrainConfig, colors: int):
 
     for folder in _folders(config.data.val, config.data.data_root):
         pairs = EvalPairs(folder, task=config.task, level=_val_level(config), colors=colors, crop=config.data.val_crop)
-        if config.data.val_images:
-            pairs.files = pairs.files[: config.data.val_images]
+        pairs.files = pairs.files[: config.data.val_images or None]
         yield folder.name, pairs, int(config.data.level) if config.task == "sr" else 1
+
+
+def validation_files(config: TrainConfig) -> list[Path]:
+    """The images validation scores. Training never sees them, so a recipe may validate on the first
+    ``val_images`` of a training set (a held-out split) instead of on a benchmark set."""
+    from .data import find_images
+
+    return [f for folder in _folders(config.data.val, config.data.data_root)
+            for f in find_images(folder)[: config.data.val_images or None]]
 
 
 def validate(config: TrainConfig, model, ema: dict | None) -> float | None:
