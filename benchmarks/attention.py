@@ -11,6 +11,7 @@ CPU allocator use huge pages and so cheapens the reference's page faults. Our bl
 in each pair. FLOPs = 2 * N * L * (C/r*9 + C*9). The GEMM rate is the best fp32 rate of torch.mm and oneDNN,
 measured in this run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,7 +56,6 @@ def worker(spec: dict) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
     sys.path.insert(0, str(ROOT / "tests"))
     from oracle import reference_module
-
     from panet.attention import PyramidAttention
 
     torch.manual_seed(0)
@@ -102,7 +102,9 @@ def worker(spec: dict) -> dict:
         err = (out - ref).abs().max().item()
         mse = ((out - ref) ** 2).mean().item()
         span = (ref.max() - ref.min()).item()
-        result.update(max_abs_err=err, rel_err=err / ref.abs().max().item(), psnr_vs_exact=10 * math.log10(span**2 / mse))
+        result.update(
+            max_abs_err=err, rel_err=err / ref.abs().max().item(), psnr_vs_exact=10 * math.log10(span**2 / mse)
+        )
     return result
 
 
@@ -137,12 +139,19 @@ def measure(spec: dict, thp: bool, timeout: float) -> dict | None:
         env["THP_MEM_ALLOC_ENABLE"] = "1"
     try:
         proc = subprocess.run(
-            [sys.executable, __file__, "--worker", json.dumps(spec)], env=env, capture_output=True, text=True, timeout=timeout
+            [sys.executable, __file__, "--worker", json.dumps(spec)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
         return None
     if proc.returncode != 0:
-        print(f"  [{spec}] failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}", file=sys.stderr)
+        print(
+            f"  [{spec}] failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}",
+            file=sys.stderr,
+        )
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -187,10 +196,14 @@ def main() -> None:
     emit(f"torch {torch.__version__}, {torch.get_num_threads()} threads, C={C}, reduction {REDUCTION}, {LEVELS} levels")
     emit(f"machine fp32 GEMM rate (best of torch.mm / oneDNN, this run): {rate:.0f} GFLOP/s")
     emit()
-    emit("Forward, batch 1 (median of the timed runs after one untimed warm-up run, a single cold run at 256x256; "
-         "memory = peak RSS above setup):")
+    emit(
+        "Forward, batch 1 (median of the timed runs after one untimed warm-up run, a single cold run at 256x256; "
+        "memory = peak RSS above setup):"
+    )
     emit()
-    emit("| feature map | keys L | ours | ours GFLOP/s (% of GEMM) | ours peak | ref | ref peak | ref+THP | ours+THP | speed-up vs ref / ref+THP | memory ours/ref |")
+    emit(
+        "| feature map | keys L | ours | ours GFLOP/s (% of GEMM) | ours peak | ref | ref peak | ref+THP | ours+THP | speed-up vs ref / ref+THP | memory ours/ref |"
+    )
     emit("|---|---|---|---|---|---|---|---|---|---|---|")
     for size in sizes:
         fl = flops(1, size)
@@ -202,8 +215,9 @@ def main() -> None:
         ref_thp = measure({**spec, "impl": "ref"}, True, 1800) if fits else None
         g = fl / ours["time"] / 1e9
         speed = (
-            f"{ref['time'] / ours['time']:.2f}x / {ref_thp['time'] / ours_thp['time']:.2f}x" if ref and ref_thp else
-            f"ref needs ~{reference_bytes(1, size) / 2**30:.0f} GB"
+            f"{ref['time'] / ours['time']:.2f}x / {ref_thp['time'] / ours_thp['time']:.2f}x"
+            if ref and ref_thp
+            else f"ref needs ~{reference_bytes(1, size) / 2**30:.0f} GB"
         )
         mem_ratio = f"1/{ref['peak_bytes'] / max(ours['peak_bytes'], 1):.0f}" if ref else "-"
         emit(

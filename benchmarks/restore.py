@@ -17,9 +17,11 @@ the whole restore per second, compared with the machine's fp32 and bf16 GEMM rat
 (2048^3, the faster of torch.mm and oneDNN's packed GEMM, best of 5). The 12 MP column extrapolates the seconds
 per pixel of the largest size.
 """
+
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -94,8 +96,13 @@ def worker(spec: dict) -> dict:
     counter = FlopCount(model)
     tile, overlap = resolve_tiling(model, "cpu")
     mode = spec["mode"]
-    run = dict(task="denoise", tiling="legacy" if mode == "legacy" else "tile", tile=tile, overlap=overlap,
-               precision={"default": "auto", "legacy": "fp32"}.get(mode, mode))
+    run = dict(
+        task="denoise",
+        tiling="legacy" if mode == "legacy" else "tile",
+        tile=tile,
+        overlap=overlap,
+        precision={"default": "auto", "legacy": "fp32"}.get(mode, mode),
+    )
     x = torch.from_numpy(noisy).permute(2, 0, 1)[None].float().div(255)
     run_network(model, x[..., :64, :64], **run)  # warm-up: oneDNN kernel generation, first-touch memory
     counter.total = 0.0
@@ -105,9 +112,15 @@ def worker(spec: dict) -> dict:
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     out = (y[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-    return {"seconds": seconds, "peak": max(peak, 0), "psnr": psnr(out, clean), "flops": counter.total,
-            "precision": resolve_precision(run["precision"], "cpu"),
-            "tiling": "legacy chop" if mode == "legacy" else f"tiles {tile}/{overlap}", "threads": torch.get_num_threads()}
+    return {
+        "seconds": seconds,
+        "peak": max(peak, 0),
+        "psnr": psnr(out, clean),
+        "flops": counter.total,
+        "precision": resolve_precision(run["precision"], "cpu"),
+        "tiling": "legacy chop" if mode == "legacy" else f"tiles {tile}/{overlap}",
+        "threads": torch.get_num_threads(),
+    }
 
 
 def gemm_rates() -> dict:
@@ -117,10 +130,10 @@ def gemm_rates() -> dict:
     onednn = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
-        paths = [lambda: torch.mm(a, b)]
+        paths = [functools.partial(torch.mm, a, b)]
         if onednn:  # the attention's own GEMM path; on AMD CPUs MKL's fp32 mm runs well below it
             packed = torch.ops.mkldnn._reorder_linear_weight(b, 2048)
-            paths.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
+            paths.append(functools.partial(torch.ops.mkldnn._linear_pointwise, a, packed, None, "none", [], ""))
         for run in paths:
             run()
         best = min(_timed(run) for run in paths for _ in range(5))
@@ -161,40 +174,61 @@ def main() -> None:
 
     rates = gemm_rates()
     auto = resolve_precision("auto", "cpu")
-    header = (f"CPU: {cpu_description()}. GEMM (2048^3, the faster of torch.mm and oneDNN): fp32 {rates['fp32']:.0f} GFLOP/s, bf16 "
-              f"{rates['bf16']:.0f} GFLOP/s. bf16 / fp32 on a restore's shapes: {bf16_speedup('cpu'):.2f}x, so "
-              f"--precision auto runs {auto}.")
+    header = (
+        f"CPU: {cpu_description()}. GEMM (2048^3, the faster of torch.mm and oneDNN): fp32 {rates['fp32']:.0f} GFLOP/s, bf16 "
+        f"{rates['bf16']:.0f} GFLOP/s. bf16 / fp32 on a restore's shapes: {bf16_speedup('cpu'):.2f}x, so "
+        f"--precision auto runs {auto}."
+    )
     print(header, flush=True)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         for mode in args.modes.split(","):
             spec = {"size": size, "mode": mode, "data_root": args.data_root}
-            result = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                                    text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+            result = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            )
             if result.returncode:
                 print(result.stderr, file=sys.stderr)
                 continue
             r = json.loads(result.stdout.strip().splitlines()[-1])
             rate = r["flops"] / r["seconds"] / 1e9
-            r.update(size=size, mode=mode, rate=rate, mp_per_min=size * size / 1e6 / r["seconds"] * 60,
-                     twelve_mp=r["seconds"] * 12e6 / (size * size))
+            r.update(
+                size=size,
+                mode=mode,
+                rate=rate,
+                mp_per_min=size * size / 1e6 / r["seconds"] * 60,
+                twelve_mp=r["seconds"] * 12e6 / (size * size),
+            )
             rows.append(r)
-            print(f"{size}x{size} {mode:8s} {r['tiling']:12s} {r['precision']}: {r['seconds']:7.1f} s, "
-                  f"{r['mp_per_min']:.2f} MP/min, {r['peak'] / 2**20:5.0f} MB, {r['psnr']:.2f} dB, {rate:.0f} GFLOP/s "
-                  f"({rate / rates['fp32']:.0%} of fp32 GEMM, {rate / rates['bf16']:.0%} of bf16)", flush=True)
-    lines = ["| photo | mode | tiling | precision | seconds | MP / min | peak MB | PSNR (dB) | GFLOP/s | % fp32 GEMM "
-             "| % bf16 GEMM | 12 MP (extrapolated) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            print(
+                f"{size}x{size} {mode:8s} {r['tiling']:12s} {r['precision']}: {r['seconds']:7.1f} s, "
+                f"{r['mp_per_min']:.2f} MP/min, {r['peak'] / 2**20:5.0f} MB, {r['psnr']:.2f} dB, {rate:.0f} GFLOP/s "
+                f"({rate / rates['fp32']:.0%} of fp32 GEMM, {rate / rates['bf16']:.0%} of bf16)",
+                flush=True,
+            )
+    lines = [
+        "| photo | mode | tiling | precision | seconds | MP / min | peak MB | PSNR (dB) | GFLOP/s | % fp32 GEMM "
+        "| % bf16 GEMM | 12 MP (extrapolated) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['size']}x{r['size']} | {r['mode']} | {r['tiling']} | {r['precision']} | {r['seconds']:.1f} | "
-                     f"{r['mp_per_min']:.2f} | {r['peak'] / 2**20:.0f} | {r['psnr']:.2f} | {r['rate']:.0f} | "
-                     f"{r['rate'] / rates['fp32']:.0%} | {r['rate'] / rates['bf16']:.0%} | {r['twelve_mp'] / 60:.1f} min |")
+        lines.append(
+            f"| {r['size']}x{r['size']} | {r['mode']} | {r['tiling']} | {r['precision']} | {r['seconds']:.1f} | "
+            f"{r['mp_per_min']:.2f} | {r['peak'] / 2**20:.0f} | {r['psnr']:.2f} | {r['rate']:.0f} | "
+            f"{r['rate'] / rates['fp32']:.0%} | {r['rate'] / rates['bf16']:.0%} | {r['twelve_mp'] / 60:.1f} min |"
+        )
     for size in sorted({r["size"] for r in rows}):
         by_mode = {r["mode"]: r for r in rows if r["size"] == size}
         if "default" in by_mode and "legacy" in by_mode:
             d, legacy = by_mode["default"], by_mode["legacy"]
             lines.append("")
-            lines.append(f"{size}x{size}: default {legacy['seconds'] / d['seconds']:.1f}x faster than legacy, PSNR "
-                         f"{d['psnr'] - legacy['psnr']:+.2f} dB.")
+            lines.append(
+                f"{size}x{size}: default {legacy['seconds'] / d['seconds']:.1f}x faster than legacy, PSNR "
+                f"{d['psnr'] - legacy['psnr']:+.2f} dB."
+            )
     table = "\n".join([header, "", *lines])
     print(table)
     if args.markdown:

@@ -10,6 +10,7 @@ One training step = forward, L1 loss, backward, Adam step, on random data of the
 size (data loading is not timed: TrainPairs serves a batch in a few ms). CPU always; CUDA too when present.
 Each row is the median of --steps timed steps after one warm-up step.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,14 +32,23 @@ def recipes(quick: bool) -> list[tuple[str, str, int, int, dict]]:
         c = yaml.safe_load(path.read_text())
         if path.stem.startswith("paper-"):
             continue
-        rows.append((path.stem, c["model"], c.get("data", {}).get("patch_size", 48), c.get("batch_size", 16),
-                     c.get("model_overrides", {})))
+        rows.append(
+            (
+                path.stem,
+                c["model"],
+                c.get("data", {}).get("patch_size", 48),
+                c.get("batch_size", 16),
+                c.get("model_overrides", {}),
+            )
+        )
     if not quick:
         rows.append(("paper PANet (panet-dn)", "panet-dn", 48, 16, {}))
     return rows
 
 
-def time_steps(model_name: str, overrides: dict, patch: int, batch: int, precision: str, device: str, steps: int) -> float:
+def time_steps(
+    model_name: str, overrides: dict, patch: int, batch: int, precision: str, device: str, steps: int
+) -> float:
     import torch
 
     from panet import create_model
@@ -88,17 +98,26 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
-          + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ", no CUDA"))
-    print(f"{'recipe':<26} {'model':<14} {'patch':>5} {'batch':>5} {'device':>6} {'precision':>9} {'s/it':>8} {'it/s':>8}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (f", {torch.cuda.get_device_name()}" if "cuda" in devices else ", no CUDA")
+    )
+    print(
+        f"{'recipe':<26} {'model':<14} {'patch':>5} {'batch':>5} {'device':>6} {'precision':>9} {'s/it':>8} {'it/s':>8}"
+    )
     patches = [int(p) for p in args.patches.split(",")] if args.patches else [None]
-    rows = [(label, model, p or patch, batch, overrides) for label, model, patch, batch, overrides in rows for p in patches]
+    rows = [
+        (label, model, p or patch, batch, overrides) for label, model, patch, batch, overrides in rows for p in patches
+    ]
     for label, model, patch, batch, overrides in rows:
         for device in devices:
             for precision in [args.precision] if args.precision else ["fp32", "bf16"]:
                 seconds = time_steps(model, overrides, patch, batch, precision, device, args.steps)
-                print(f"{label:<26} {model:<14} {patch:>5} {batch:>5} {device:>6} {precision:>9} {seconds:>8.3f} "
-                      f"{1 / seconds:>8.2f}", flush=True)
+                print(
+                    f"{label:<26} {model:<14} {patch:>5} {batch:>5} {device:>6} {precision:>9} {seconds:>8.3f} "
+                    f"{1 / seconds:>8.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ results/ablation/<task>_<set>_<variant>.json; `python scripts/results.py --rende
 results/ablation/<task>_<set>_<variant>_seedN.json): the table shows the spread over seeds, the scale against which
 the differences between variants are to be read.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-VARIANTS = {"pa": (5, "pyramid attention (5 levels)"), "nonlocal": (1, "single-scale non-local"), "none": (0, "no attention")}
+VARIANTS = {
+    "pa": (5, "pyramid attention (5 levels)"),
+    "nonlocal": (1, "single-scale non-local"),
+    "none": (0, "no attention"),
+}
 EVAL = {"dn": ("denoise", 50, ["Kodak24"]), "sr": ("sr", 2, ["Set5", "Set14"])}
 
 
@@ -45,8 +50,17 @@ def main() -> None:
             levels, label = VARIANTS[variant]
             suffix = f"-seed{args.seed}" if args.seed else ""
             run = ROOT / "runs" / f"ablation-{key}-{variant}{suffix}"
-            cmd = [sys.executable, "-m", "panet", "train", str(config), f"model_overrides.attention_levels={levels}",
-                   f"out_dir={run}", f"data.data_root={args.data_root}", f"seed={args.seed}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "panet",
+                "train",
+                str(config),
+                f"model_overrides.attention_levels={levels}",
+                f"out_dir={run}",
+                f"data.data_root={args.data_root}",
+                f"seed={args.seed}",
+            ]
             if (run / "checkpoint.pt").exists():
                 cmd.append("--resume")
             print(" ".join(cmd), flush=True)
@@ -68,10 +82,16 @@ def evaluate(task, level, sets, variant, label, run, out, args, suffix="") -> No
     weights = ShippedWeights(run.name, task, None, None, run / "weights.safetensors", card)
     for set_name in sets:
         mean = evaluate_cached(weights, task, level, set_name, args.data_root, "legacy", 64, 16)
-        record = {"task": task, "level": level, "set": set_name, "variant": label, "seed": card.get("seed", 0),
-                  "iterations": card["iterations"],
-                  "precision": card.get("precision", "fp32"),
-                  **{k: mean[k] for k in ("tiling", "images", "psnr", "ssim", "seconds")}}
+        record = {
+            "task": task,
+            "level": level,
+            "set": set_name,
+            "variant": label,
+            "seed": card.get("seed", 0),
+            "iterations": card["iterations"],
+            "precision": card.get("precision", "fp32"),
+            **{k: mean[k] for k in ("tiling", "images", "psnr", "ssim", "seconds")},
+        }
         (out / f"{task}_{set_name}_{variant}{suffix}.json").write_text(json.dumps(record, indent=1))
         print(f"{task} {level} {set_name} {label}: {mean['psnr']:.2f} / {mean['ssim']:.4f}", flush=True)
 

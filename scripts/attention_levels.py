@@ -8,6 +8,7 @@ would see) at each --sigmas; prints the mean shares with their standard error an
 (results/attention_levels.json) and a bar chart (docs/attention_levels.png). "uniform" is the share each level
 would get from attention spread evenly over all key patches (levels differ in size), the baseline to compare with.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,14 +57,28 @@ def main() -> None:
                 shares.append(explained.shares)
                 keys = np.array([m.size for m in explained.maps], dtype=float)
         shares = np.array(shares)
-        rows[f"{sigma:g}"] = {"mean": shares.mean(0).tolist(), "sem": (shares.std(0, ddof=1) / np.sqrt(len(shares))).tolist(),
-                              "samples": len(shares)}
-        print(f"sigma {sigma:g}: " + "  ".join(f"{m:.3f}±{s:.3f}" for m, s in zip(rows[f'{sigma:g}']['mean'], rows[f'{sigma:g}']['sem'])),
-              flush=True)
+        rows[f"{sigma:g}"] = {
+            "mean": shares.mean(0).tolist(),
+            "sem": (shares.std(0, ddof=1) / np.sqrt(len(shares))).tolist(),
+            "samples": len(shares),
+        }
+        print(
+            f"sigma {sigma:g}: "
+            + "  ".join(f"{m:.3f}±{s:.3f}" for m, s in zip(rows[f"{sigma:g}"]["mean"], rows[f"{sigma:g}"]["sem"])),
+            flush=True,
+        )
     uniform = (keys / keys.sum()).tolist()  # the shares of attention spread evenly over all key patches
     print("uniform:  " + "  ".join(f"{u:.3f}" for u in uniform))
-    result = {"weights": str(args.weights), "set": args.set, "images": args.images, "pixels": args.pixels,
-              "window": args.window, "uniform": uniform, "scales": [1.0, 0.9, 0.8, 0.7, 0.6][: len(shares[0])], "sigmas": rows}
+    result = {
+        "weights": str(args.weights),
+        "set": args.set,
+        "images": args.images,
+        "pixels": args.pixels,
+        "window": args.window,
+        "uniform": uniform,
+        "scales": [1.0, 0.9, 0.8, 0.7, 0.6][: len(shares[0])],
+        "sigmas": rows,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     # bar chart: one group per level, one bar per sigma
@@ -76,7 +91,7 @@ def main() -> None:
     group = (width - 2 * pad) / levels
     bar = group / (len(rows) + 1)
     for li, scale in enumerate(result["scales"]):
-        for si, (sigma, r) in enumerate(rows.items()):
+        for si, r in enumerate(rows.values()):
             x0 = pad + li * group + si * bar
             y0 = height - pad - r["mean"][li] / top * (height - 2 * pad)
             draw.rectangle([x0, y0, x0 + bar - 2, height - pad], fill=colours[si % len(colours)])
@@ -109,18 +124,31 @@ def finding(result: dict) -> list[str]:
     lo, hi = result["sigmas"][low]["mean"], result["sigmas"][high]["mean"]
     # standard error of each level's change (the pixels are the same at both sigmas; independent errors assumed)
     sem = [(a**2 + b**2) ** 0.5 for a, b in zip(result["sigmas"][low]["sem"], result["sigmas"][high]["sem"])]
-    lines = [f"| level | uniform | " + " | ".join(f"σ {s}" for s in sigmas) + " |", "|---|---|" + "---|" * len(sigmas)]
+    lines = ["| level | uniform | " + " | ".join(f"σ {s}" for s in sigmas) + " |", "|---|---|" + "---|" * len(sigmas)]
     for i, scale in enumerate(result["scales"]):
-        lines.append(f"| scale {scale:.1f} | {100 * result['uniform'][i]:.1f}% | "
-                     + " | ".join(f"{100 * result['sigmas'][s]['mean'][i]:.1f}%" for s in sigmas) + " |")
+        lines.append(
+            f"| scale {scale:.1f} | {100 * result['uniform'][i]:.1f}% | "
+            + " | ".join(f"{100 * result['sigmas'][s]['mean'][i]:.1f}%" for s in sigmas)
+            + " |"
+        )
     coarser = [i for i in range(1, len(lo)) if hi[i] - lo[i] > 2 * sem[i]]
     gaining = ", ".join(f"{result['scales'][i]:.1f}" for i in coarser)
-    moved = "every coarser level gains" if len(coarser) == len(lo) - 1 else (
-        f"the levels at scale {gaining} gain" if coarser else "no coarser level gains by more than two standard errors")
-    lines += ["", f"Measured on {result['images']} {result['set']} images x {result['pixels']} pixels with "
-              f"`{result['weights']}`: the full-resolution level's share of the attention goes from "
-              f"{100 * lo[0]:.1f}% at σ {low} to {100 * hi[0]:.1f}% at σ {high}, and {moved} "
-              f"(each change's standard error is at most {100 * max(sem):.1f} points)."]
+    moved = (
+        "every coarser level gains"
+        if len(coarser) == len(lo) - 1
+        else (
+            f"the levels at scale {gaining} gain"
+            if coarser
+            else "no coarser level gains by more than two standard errors"
+        )
+    )
+    lines += [
+        "",
+        f"Measured on {result['images']} {result['set']} images x {result['pixels']} pixels with "
+        f"`{result['weights']}`: the full-resolution level's share of the attention goes from "
+        f"{100 * lo[0]:.1f}% at σ {low} to {100 * hi[0]:.1f}% at σ {high}, and {moved} "
+        f"(each change's standard error is at most {100 * max(sem):.1f} points).",
+    ]
     return lines
 
 

@@ -9,6 +9,7 @@ Each (task, level, set, baseline) result is cached as JSON in results/baselines/
 where it stopped; --fresh recomputes. The markdown is rebuilt from the cache at the end of every run, and
 configurations still missing are listed as such.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,20 +34,33 @@ PLAN = [
 
 # The paper's numbers for the same baselines (release.md section 5): PSNR or (PSNR, SSIM).
 PAPER = {
-    ("denoise", "Kodak24", "bm3d", 10): 36.57, ("denoise", "Kodak24", "bm3d", 30): 30.89,
-    ("denoise", "Kodak24", "bm3d", 50): 28.63, ("denoise", "Kodak24", "bm3d", 70): 27.27,
-    ("denoise", "CBSD68", "bm3d", 10): 35.91, ("denoise", "CBSD68", "bm3d", 30): 29.73,
-    ("denoise", "CBSD68", "bm3d", 50): 27.38, ("denoise", "CBSD68", "bm3d", 70): 26.00,
-    ("car", "LIVE1", "identity", 10): (27.77, 0.7905), ("car", "LIVE1", "identity", 20): (30.07, 0.8683),
-    ("car", "LIVE1", "identity", 30): (31.41, 0.9000), ("car", "LIVE1", "identity", 40): (32.35, 0.9173),
-    ("car", "Classic5", "identity", 10): (27.82, 0.7800), ("car", "Classic5", "identity", 20): (30.12, 0.8541),
-    ("car", "Classic5", "identity", 30): (31.48, 0.8844), ("car", "Classic5", "identity", 40): (32.43, 0.9011),
-    ("demosaic", "McMaster", "identity", None): (9.17, 0.1674), ("demosaic", "Kodak24", "identity", None): (8.56, 0.0682),
+    ("denoise", "Kodak24", "bm3d", 10): 36.57,
+    ("denoise", "Kodak24", "bm3d", 30): 30.89,
+    ("denoise", "Kodak24", "bm3d", 50): 28.63,
+    ("denoise", "Kodak24", "bm3d", 70): 27.27,
+    ("denoise", "CBSD68", "bm3d", 10): 35.91,
+    ("denoise", "CBSD68", "bm3d", 30): 29.73,
+    ("denoise", "CBSD68", "bm3d", 50): 27.38,
+    ("denoise", "CBSD68", "bm3d", 70): 26.00,
+    ("car", "LIVE1", "identity", 10): (27.77, 0.7905),
+    ("car", "LIVE1", "identity", 20): (30.07, 0.8683),
+    ("car", "LIVE1", "identity", 30): (31.41, 0.9000),
+    ("car", "LIVE1", "identity", 40): (32.35, 0.9173),
+    ("car", "Classic5", "identity", 10): (27.82, 0.7800),
+    ("car", "Classic5", "identity", 20): (30.12, 0.8541),
+    ("car", "Classic5", "identity", 30): (31.48, 0.8844),
+    ("car", "Classic5", "identity", 40): (32.43, 0.9011),
+    ("demosaic", "McMaster", "identity", None): (9.17, 0.1674),
+    ("demosaic", "Kodak24", "identity", None): (8.56, 0.0682),
     ("demosaic", "CBSD68", "identity", None): (8.43, 0.0850),
 }
-LABELS = {"identity": {"denoise": "noisy input", "car": "JPEG", "demosaic": "mosaiced input"},
-          "bm3d": {"denoise": "BM3D / CBM3D"}, "menon": {"demosaic": "Menon 2007"}, "malvar": {"demosaic": "Malvar 2004"},
-          "bicubic": {"sr": "bicubic (MATLAB)"}}
+LABELS = {
+    "identity": {"denoise": "noisy input", "car": "JPEG", "demosaic": "mosaiced input"},
+    "bm3d": {"denoise": "BM3D / CBM3D"},
+    "menon": {"demosaic": "Menon 2007"},
+    "malvar": {"demosaic": "Malvar 2004"},
+    "bicubic": {"sr": "bicubic (MATLAB)"},
+}
 LEVEL = {"sr": "x{}", "denoise": "σ {}", "car": "q {}", "demosaic": "-"}
 
 
@@ -78,8 +92,14 @@ def run_one(job) -> dict:
         done.write_text(json.dumps(result.__dict__))
         results.append(result)
     mean = summarize(results)[set_name]
-    record = {"task": task, "level": level, "set": set_name, "baseline": baseline, **mean,
-              "per_image": {r.image: [round(r.psnr, 4), round(r.ssim, 5)] for r in results}}
+    record = {
+        "task": task,
+        "level": level,
+        "set": set_name,
+        "baseline": baseline,
+        **mean,
+        "per_image": {r.image: [round(r.psnr, 4), round(r.ssim, 5)] for r in results},
+    }
     (CACHE / name).write_text(json.dumps(record, indent=1))
     for f in partial.iterdir():
         f.unlink()
@@ -103,7 +123,12 @@ def render() -> str:
     ]
     missing = []
     for task, levels, sets, baselines in PLAN:
-        out += [f"## {task}", "", "| set | level | method | PSNR | SSIM | s / image | paper PSNR / SSIM | Δ PSNR |", "|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"## {task}",
+            "",
+            "| set | level | method | PSNR | SSIM | s / image | paper PSNR / SSIM | Δ PSNR |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for set_name in sets:
             for level in levels:
                 for baseline in baselines:
@@ -122,40 +147,70 @@ def render() -> str:
                         p_psnr = paper[0] if isinstance(paper, tuple) else paper
                         paper_txt = f"{paper[0]:.2f} / {paper[1]:.4f}" if isinstance(paper, tuple) else f"{paper:.2f}"
                         delta = f"{r['psnr'] - p_psnr:+.2f}"
-                    out.append(f"| {set_name} | {lvl} | {label} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.2f} | {paper_txt} | {delta} |")
+                    out.append(
+                        f"| {set_name} | {lvl} | {label} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.2f} | {paper_txt} | {delta} |"
+                    )
         out.append("")
     if missing:
         out += ["## Not run yet", "", *[f"- {m}" for m in missing], ""]
     noise = CACHE / "bm3d_noise.json"
     if noise.exists():
-        out += ["## BM3D on clipped 8-bit noise vs unclipped noise", "",
-                "Generated by `python scripts/bm3d_noise.py --data-root ../shared/data`: the same noise realisation per image,",
-                "once clipped to 0..255 and quantised to 8 bit (our protocol, like the release's stored noisy inputs) and once",
-                "as unclipped float noise (the classical BM3D papers). BM3D on gray sets, CBM3D on colour sets",
-                "(`--set Kodak24 --sigmas 10,50`); PSNR in dB.", "",
-                "| set | σ | clipped, 8-bit | unclipped float | difference | literature (unclipped) |", "|---|---|---|---|---|---|"]
-        literature = {("Set12", 15): 32.37, ("Set12", 25): 29.97, ("Set12", 50): 26.72,
-                      ("BSD68", 15): 31.07, ("BSD68", 25): 28.57, ("BSD68", 50): 25.62}
+        out += [
+            "## BM3D on clipped 8-bit noise vs unclipped noise",
+            "",
+            "Generated by `python scripts/bm3d_noise.py --data-root ../shared/data`: the same noise realisation per image,",
+            "once clipped to 0..255 and quantised to 8 bit (our protocol, like the release's stored noisy inputs) and once",
+            "as unclipped float noise (the classical BM3D papers). BM3D on gray sets, CBM3D on colour sets",
+            "(`--set Kodak24 --sigmas 10,50`); PSNR in dB.",
+            "",
+            "| set | σ | clipped, 8-bit | unclipped float | difference | literature (unclipped) |",
+            "|---|---|---|---|---|---|",
+        ]
+        literature = {
+            ("Set12", 15): 32.37,
+            ("Set12", 25): 29.97,
+            ("Set12", 50): 26.72,
+            ("BSD68", 15): 31.07,
+            ("BSD68", 25): 28.57,
+            ("BSD68", 50): 25.62,
+        }
         set_order = ["Set12", "BSD68", "Kodak24", "CBSD68", "McMaster"]
-        runs = sorted(json.loads(noise.read_text()),
-                      key=lambda r: (set_order.index(r["set"]) if r["set"] in set_order else len(set_order), r["sigma"]))
+        runs = sorted(
+            json.loads(noise.read_text()),
+            key=lambda r: (set_order.index(r["set"]) if r["set"] in set_order else len(set_order), r["sigma"]),
+        )
         for r in runs:
-            lit = literature.get((r["set"], int(r["sigma"]))) or PAPER.get(("denoise", r["set"], "bm3d", int(r["sigma"])))
-            out.append(f"| {r['set']} | {r['sigma']:g} | {r['clipped, 8-bit']:.2f} | {r['unclipped float']:.2f} | "
-                       f"{r['unclipped float'] - r['clipped, 8-bit']:+.2f} | {'' if lit is None else f'{lit:.2f}'} |")
-        out += ["", "The literature column is BM3D as tabulated by Zhang et al., DnCNN (TIP 2017), Table II, and for colour",
-                "sets CBM3D as the PANet paper's Table 1 reports it.", ""]
+            lit = literature.get((r["set"], int(r["sigma"]))) or PAPER.get(
+                ("denoise", r["set"], "bm3d", int(r["sigma"]))
+            )
+            out.append(
+                f"| {r['set']} | {r['sigma']:g} | {r['clipped, 8-bit']:.2f} | {r['unclipped float']:.2f} | "
+                f"{r['unclipped float'] - r['clipped, 8-bit']:+.2f} | {'' if lit is None else f'{lit:.2f}'} |"
+            )
+        out += [
+            "",
+            "The literature column is BM3D as tabulated by Zhang et al., DnCNN (TIP 2017), Table II, and for colour",
+            "sets CBM3D as the PANet paper's Table 1 reports it.",
+            "",
+        ]
     window = CACHE / "jpeg_ssim_window.json"
     if window.exists():
-        out += ["## JPEG SSIM: the paper's window", "",
-                "Generated by `python scripts/jpeg_ssim_window.py --data-root ../shared/data`: SSIM of the JPEG itself with",
-                "our window (11x11 Gaussian, σ 1.5, as the paper's MATLAB scripts) and with an 8x8 uniform window",
-                "(`panet.metrics.ssim(..., window=\"uniform8\")`), against the paper's Table 3.", "",
-                "| set | q | SSIM, 11x11 Gaussian | SSIM, 8x8 uniform | paper |", "|---|---|---|---|---|"]
+        out += [
+            "## JPEG SSIM: the paper's window",
+            "",
+            "Generated by `python scripts/jpeg_ssim_window.py --data-root ../shared/data`: SSIM of the JPEG itself with",
+            "our window (11x11 Gaussian, σ 1.5, as the paper's MATLAB scripts) and with an 8x8 uniform window",
+            '(`panet.metrics.ssim(..., window="uniform8")`), against the paper\'s Table 3.',
+            "",
+            "| set | q | SSIM, 11x11 Gaussian | SSIM, 8x8 uniform | paper |",
+            "|---|---|---|---|---|",
+        ]
         for r in json.loads(window.read_text()):
             paper = PAPER.get(("car", r["set"], "identity", r["quality"]))
-            out.append(f"| {r['set']} | {r['quality']} | {r['gaussian11']:.4f} | {r['uniform8']:.4f} | "
-                       f"{'' if paper is None else f'{paper[1]:.4f}'} |")
+            out.append(
+                f"| {r['set']} | {r['quality']} | {r['gaussian11']:.4f} | {r['uniform8']:.4f} | "
+                f"{'' if paper is None else f'{paper[1]:.4f}'} |"
+            )
         out.append("")
     notes = ROOT / "scripts" / "baselines_notes.md"
     if notes.exists():
@@ -195,8 +250,11 @@ def main() -> None:
     print(f"{len(jobs)} configurations to run", flush=True)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for record in pool.map(run_one, jobs):
-            print(f"{record['task']} {record['level']} {record['set']} {record['baseline']}: "
-                  f"{record['psnr']:.2f} dB / {record['ssim']:.4f} ({record['seconds']:.2f} s/img)", flush=True)
+            print(
+                f"{record['task']} {record['level']} {record['set']} {record['baseline']}: "
+                f"{record['psnr']:.2f} dB / {record['ssim']:.4f} ({record['seconds']:.2f} s/img)",
+                flush=True,
+            )
             Path(args.output).write_text(render() + "\n")
     Path(args.output).write_text(render() + "\n")
     print(f"wrote {args.output}")

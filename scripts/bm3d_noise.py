@@ -8,6 +8,7 @@ quantised to 8 bit (our protocol, as the release's stored noisy inputs) and as f
 quantised (the classical BM3D papers). Writes results/baselines/bm3d_noise.json; scripts/baselines.py shows it
 in docs/baselines.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,15 @@ def main() -> None:
                     continue
                 noisy = gaussian_noise(clean, sigma, seed=seed, **kwargs)
                 scores[label].append(psnr(denoise(noisy), clean))
-        rows.append({"set": args.set, "sigma": sigma, "images": len(scores["clipped, 8-bit"]),
-                     **{k: float(np.mean(v)) for k, v in scores.items()}, "seconds": time.perf_counter() - start})
+        rows.append(
+            {
+                "set": args.set,
+                "sigma": sigma,
+                "images": len(scores["clipped, 8-bit"]),
+                **{k: float(np.mean(v)) for k, v in scores.items()},
+                "seconds": time.perf_counter() - start,
+            }
+        )
         print(rows[-1], flush=True)
         OUT.write_text(json.dumps(rows, indent=1) + "\n")
 

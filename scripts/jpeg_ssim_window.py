@@ -8,6 +8,7 @@ scripts) is ~0.015-0.02 lower. Computing SSIM with the 8x8 uniform window of the
 all 'valid' window positions, population statistics) reproduces the published values. Writes
 results/baselines/jpeg_ssim_window.json; scripts/baselines.py shows it in docs/baselines.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,14 @@ def main() -> None:
             for item in pairs:
                 ours.append(ssim(item.degraded, item.target))
                 uniform.append(ssim(item.degraded, item.target, window="uniform8"))
-            rows.append({"set": set_name, "quality": quality, "gaussian11": float(np.mean(ours)),
-                         "uniform8": float(np.mean(uniform))})
+            rows.append(
+                {
+                    "set": set_name,
+                    "quality": quality,
+                    "gaussian11": float(np.mean(ours)),
+                    "uniform8": float(np.mean(uniform)),
+                }
+            )
             print(rows[-1], flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=1) + "\n")

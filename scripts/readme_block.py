@@ -7,6 +7,7 @@
 Scripts that produce README figures call ``replace_block`` so that the README never holds a number that no
 command wrote.
 """
+
 from __future__ import annotations
 
 import os

@@ -14,6 +14,7 @@ results/models/ (keyed by the weights' SHA-256), so an interrupted run resumes a
 delete results/models/ to recompute every number from scratch (hours on a CPU).
 The ablation table comes from results/ablation/*.json (scripts/ablation.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,16 @@ ABLATION = ROOT / "results" / "ablation"
 PAPER_PANET = {
     **{("denoise", "Kodak24", s): p for s, p in zip((10, 30, 50, 70), (37.35, 31.96, 29.65, 28.20))},
     **{("denoise", "CBSD68", s): p for s, p in zip((10, 30, 50, 70), (36.50, 30.70, 28.33, 26.89))},
-    **{("car", "LIVE1", q): p for q, p in zip((10, 20, 30, 40), ((29.69, 0.8250), (32.10, 0.8885), (33.55, 0.9157), (34.55, 0.9305)))},
-    **{("car", "Classic5", q): p for q, p in zip((10, 20, 30, 40), ((30.03, 0.8195), (32.36, 0.8712), (33.53, 0.8939), (34.38, 0.9068)))},
-    ("demosaic", "McMaster", None): (40.00, 0.9737), ("demosaic", "Kodak24", None): (43.29, 0.9905),
+    **{
+        ("car", "LIVE1", q): p
+        for q, p in zip((10, 20, 30, 40), ((29.69, 0.8250), (32.10, 0.8885), (33.55, 0.9157), (34.55, 0.9305)))
+    },
+    **{
+        ("car", "Classic5", q): p
+        for q, p in zip((10, 20, 30, 40), ((30.03, 0.8195), (32.36, 0.8712), (33.53, 0.8939), (34.38, 0.9068)))
+    },
+    ("demosaic", "McMaster", None): (40.00, 0.9737),
+    ("demosaic", "Kodak24", None): (43.29, 0.9905),
     ("demosaic", "CBSD68", None): (42.86, 0.9933),
     **{("sr", "Set5", s): p for s, p in zip((2, 3, 4), ((38.33, 0.9617), (34.84, 0.9306), (32.65, 0.9006)))},
     **{("sr", "Set14", s): p for s, p in zip((2, 3, 4), ((34.22, 0.9224), (30.71, 0.8488), (28.87, 0.7891)))},
@@ -110,9 +118,16 @@ def evaluate(weights, task, level, set_name, data_root, tiling, tile, overlap) -
             done.write_text(json.dumps(result.__dict__))
         results.append(ImageResult(**json.loads(done.read_text())))
     mean = summarize(results)[set_name]
-    record = {"weights": weights.name, "sha256": digest, "task": task, "level": level, "set": set_name,
-              "tiling": tiling_label(tiling, tile, overlap), **mean,
-              "per_image": {r.image: [round(r.psnr, 4), round(r.ssim, 5)] for r in results}}
+    record = {
+        "weights": weights.name,
+        "sha256": digest,
+        "task": task,
+        "level": level,
+        "set": set_name,
+        "tiling": tiling_label(tiling, tile, overlap),
+        **mean,
+        "per_image": {r.image: [round(r.psnr, 4), round(r.ssim, 5)] for r in results},
+    }
     CACHE.mkdir(parents=True, exist_ok=True)
     done_path.write_text(json.dumps(record, indent=1))
     for f in partial.iterdir():
@@ -155,8 +170,11 @@ def best_baseline(task, level, set_name) -> tuple[str, dict] | None:
 
 # The issue's targets for CPU-trained models: (task, set, level, absolute PSNR | (baseline, margin in dB))
 TARGETS = [
-    ("sr", "Set5", 2, 37.0), ("sr", "Set5", 4, 31.0), ("denoise", "CBSD68", 50, ("bm3d", 0.3)),
-    ("car", "LIVE1", 10, ("identity", 1.2)), ("demosaic", "McMaster", None, ("menon", 1.5)),
+    ("sr", "Set5", 2, 37.0),
+    ("sr", "Set5", 4, 31.0),
+    ("denoise", "CBSD68", 50, ("bm3d", 0.3)),
+    ("car", "LIVE1", 10, ("identity", 1.2)),
+    ("demosaic", "McMaster", None, ("menon", 1.5)),
 ]
 
 
@@ -171,8 +189,15 @@ def targets_table(shipped) -> list[str]:
     by_width = sorted(shipped, key=lambda w: w.range_width)
     for task, set_name, level, goal in TARGETS:
         where = place_text(task, set_name, level)
-        ours = next((r for w in by_width for r in headline_rows(w.card.get("eval", []))
-                     if r["task"] == task and r["set"] == set_name and r["level"] == level), None)
+        ours = next(
+            (
+                r
+                for w in by_width
+                for r in headline_rows(w.card.get("eval", []))
+                if r["task"] == task and r["set"] == set_name and r["level"] == level
+            ),
+            None,
+        )
         if isinstance(goal, tuple):
             path = BASELINE_CACHE / key_name(task, level, set_name, goal[0])
             base = json.loads(path.read_text())["psnr"] if path.exists() else None
@@ -198,17 +223,22 @@ def readme_summary() -> list[str]:
     from panet.pretrained import list_weights
 
     shipped = list_weights()
-    out = ["| weights | set | level | ours PSNR | tiling | best classical | Δ | paper |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| weights | set | level | ours PSNR | tiling | best classical | Δ | paper |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for w in shipped:
         for row in headline_rows(w.card.get("eval", [])):
             task, level, set_name = row["task"], row["level"], row["set"]
             base = best_baseline(task, level, set_name)
             paper = PAPER_PANET.get((task, set_name, level))
             paper = paper[0] if isinstance(paper, tuple) else paper
-            out.append(f"| {w.name} | {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} | "
-                       f"{protocol_text(row['tiling'])} | "
-                       + (f"{base[0]} {base[1]['psnr']:.2f} | {row['psnr'] - base[1]['psnr']:+.2f}" if base else "not run | ")
-                       + f" | {'' if paper is None else f'{paper:.2f}'} |")
+            out.append(
+                f"| {w.name} | {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} | "
+                f"{protocol_text(row['tiling'])} | "
+                + (f"{base[0]} {base[1]['psnr']:.2f} | {row['psnr'] - base[1]['psnr']:+.2f}" if base else "not run | ")
+                + f" | {'' if paper is None else f'{paper:.2f}'} |"
+            )
     if len(out) == 2:
         out.append("| (none evaluated yet) | | | | | | | |")
     return out + ["", *targets_table(shipped)[2:]]
@@ -241,7 +271,9 @@ def below_baseline_note(weights) -> list[str]:
     for name, rows in elsewhere.items():
         text.append(f"At {places(rows)} `panet restore` runs `{name}` instead (see its table).")
     if mine:
-        text.append(f"At {places(mine)} no other shipped weights cover {'the level' if mine[0]['level'] is not None else 'the task'}.")
+        text.append(
+            f"At {places(mine)} no other shipped weights cover {'the level' if mine[0]['level'] is not None else 'the task'}."
+        )
     return [" ".join(text), ""]
 
 
@@ -256,12 +288,12 @@ def render() -> str:
         "`results/models/`; delete it to recompute every number). "
         f"panet {__version__}.",
         "Protocol as in `docs/baselines.md` (same seeded degradations, PSNR / SSIM per image, set means). The tiling",
-        "column says how the network ran: \"chop\" is the release's `forward_chop` (the paper's protocol), \"tiles T/O\"",
+        'column says how the network ran: "chop" is the release\'s `forward_chop` (the paper\'s protocol), "tiles T/O"',
         "is `panet restore`'s blended tiling with T-pixel tiles overlapping by O (`--tiling tile --tile T",
         "--tile-overlap O`); the attention looks within a tile ([tiling.md](tiling.md)). Demosaicing mosaics are reflect-padded",
         "by 4 pixels first, which keeps the Bayer phase (`panet.tasks`; on odd-sized images it lifts the last row and column).",
-        "\"Best classical\" is the best of the classical",
-        "baselines of `docs/baselines.md` (for CAR: the JPEG itself). \"Paper\" is PANet / PA-EDSR as published,",
+        '"Best classical" is the best of the classical',
+        'baselines of `docs/baselines.md` (for CAR: the JPEG itself). "Paper" is PANet / PA-EDSR as published,',
         "trained on DIV2K for 1M iterations with 80 (PA-EDSR: 32 x 256) blocks; ours are small CPU-trained models.",
         "",
     ]
@@ -273,19 +305,26 @@ def render() -> str:
         card = w.card
         init = card.get("init")
         start = f" from `{init.get('shipped_as') or init['file']}`" if init else ""
-        out += [f"## {w.name}: {task_text(w)}", "",
-                f"`{card.get('preset')}`, {card.get('iterations', '?')} iterations{start} on "
-                f"{', '.join(f'{k} ({v} images)' for k, v in card.get('training_data', {}).items())}, seed {card.get('seed')}: "
-                f"`{card.get('command')}`", "",
-                "| set | level | ours PSNR / SSIM | tiling | best classical | Δ PSNR | paper |", "|---|---|---|---|---|---|---|"]
+        out += [
+            f"## {w.name}: {task_text(w)}",
+            "",
+            f"`{card.get('preset')}`, {card.get('iterations', '?')} iterations{start} on "
+            f"{', '.join(f'{k} ({v} images)' for k, v in card.get('training_data', {}).items())}, seed {card.get('seed')}: "
+            f"`{card.get('command')}`",
+            "",
+            "| set | level | ours PSNR / SSIM | tiling | best classical | Δ PSNR | paper |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for row in card.get("eval", []):
             task, level, set_name = row["task"], row["level"], row["set"]
             base = best_baseline(task, level, set_name)
             base_txt = f"{base[0]}: {base[1]['psnr']:.2f} / {base[1]['ssim']:.4f}" if base else "not run yet"
             delta = f"{row['psnr'] - base[1]['psnr']:+.2f}" if base else ""
             paper = PAPER_PANET.get((task, set_name, level))
-            out.append(f"| {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
-                       f"{protocol_text(row['tiling'])} | {base_txt} | {delta} | {fmt(paper)} |")
+            out.append(
+                f"| {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
+                f"{protocol_text(row['tiling'])} | {base_txt} | {delta} | {fmt(paper)} |"
+            )
         out.append("")
         out += below_baseline_note(w)
     out += ablation_table()
@@ -306,12 +345,16 @@ def ablation_table() -> list[str]:
         seeds.setdefault((r["task"], r["level"], r["set"], r["variant"]), {})[r.get("seed", 0)] = r["psnr"]
         if r.get("seed", 0) == 0:
             rows.setdefault((r["task"], r["level"], r["set"]), {})[r["variant"]] = r
-    out = ["## Ablation: pyramid attention vs single-scale non-local vs none", "",
-           "Same small network, data, seed and schedule; only the attention block differs "
-           "(`scripts/ablation.py`). PSNR / SSIM; in brackets, the gain over no attention; \"pyramid − single-scale\" "
-           "is the PSNR gain of the pyramid over single-scale attention.", "",
-           "| task | level | set | " + " | ".join(variants) + " | pyramid − single-scale | iterations | precision |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "## Ablation: pyramid attention vs single-scale non-local vs none",
+        "",
+        "Same small network, data, seed and schedule; only the attention block differs "
+        '(`scripts/ablation.py`). PSNR / SSIM; in brackets, the gain over no attention; "pyramid − single-scale" '
+        "is the PSNR gain of the pyramid over single-scale attention.",
+        "",
+        "| task | level | set | " + " | ".join(variants) + " | pyramid − single-scale | iterations | precision |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     pyramid, single = VARIANTS["pa"][1], VARIANTS["nonlocal"][1]
     for (task, level, set_name), by_variant in sorted(rows.items()):
         none = by_variant.get(no_attention)
@@ -331,26 +374,45 @@ def ablation_table() -> list[str]:
         iterations = ", ".join(str(i) for i in sorted({i for i, _ in runs}))
         precision = ", ".join(sorted({p for _, p in runs}))
         note = " (differ!)" if len(runs) > 1 else ""
-        out.append(f"| {task} | {LEVEL[task].format(level)} | {set_name} | " + " | ".join(cells)
-                   + f" | {iterations}{note} | {precision} |")
-    out += ["", "The networks, from the recipes (`configs/ablation-<task>.yaml`; the attention variant is "
-            "`model_overrides.attention_levels` 5, 1 or 0):", ""]
-    for key, (task, level, sets) in sorted(ABLATION_TASKS.items()):
+        out.append(
+            f"| {task} | {LEVEL[task].format(level)} | {set_name} | "
+            + " | ".join(cells)
+            + f" | {iterations}{note} | {precision} |"
+        )
+    out += [
+        "",
+        "The networks, from the recipes (`configs/ablation-<task>.yaml`; the attention variant is "
+        "`model_overrides.attention_levels` 5, 1 or 0):",
+        "",
+    ]
+    for key, (task, _level, sets) in sorted(ABLATION_TASKS.items()):
         if any(t == task for t, _, _ in rows):
-            out.append(f"* {task}: {recipe_summary(ROOT / 'configs' / f'ablation-{key}.yaml')}; evaluated with the "
-                       f"release's forward_chop on {', '.join(sets)}.")
+            out.append(
+                f"* {task}: {recipe_summary(ROOT / 'configs' / f'ablation-{key}.yaml')}; evaluated with the "
+                f"release's forward_chop on {', '.join(sets)}."
+            )
     repeated = {k: v for k, v in sorted(seeds.items()) if len(v) > 1}
     if not repeated:
-        out += ["", "One training run (seed 0) per variant; the seed-to-seed spread has not been measured, so small "
-                "differences between variants are not resolved.", ""]
+        out += [
+            "",
+            "One training run (seed 0) per variant; the seed-to-seed spread has not been measured, so small "
+            "differences between variants are not resolved.",
+            "",
+        ]
         return out
-    out += ["", "The table's runs use seed 0. Repeating a variant with other training seeds (`--seed N`) shows how far "
-            "the seed alone moves a result, the scale for the differences above:", ""]
+    out += [
+        "",
+        "The table's runs use seed 0. Repeating a variant with other training seeds (`--seed N`) shows how far "
+        "the seed alone moves a result, the scale for the differences above:",
+        "",
+    ]
     for (task, level, set_name, variant), by_seed in repeated.items():
         values = [by_seed[k] for k in sorted(by_seed)]
-        out.append(f"* {task} {LEVEL[task].format(level)}, {set_name}, {variant}: seeds "
-                   f"{', '.join(str(k) for k in sorted(by_seed))} give {' / '.join(f'{v:.2f}' for v in values)} dB "
-                   f"(range {max(values) - min(values):.2f} dB)")
+        out.append(
+            f"* {task} {LEVEL[task].format(level)}, {set_name}, {variant}: seeds "
+            f"{', '.join(str(k) for k in sorted(by_seed))} give {' / '.join(f'{v:.2f}' for v in values)} dB "
+            f"(range {max(values) - min(values):.2f} dB)"
+        )
     out += seed_paired_differences(seeds)
     out.append("")
     return out
@@ -367,12 +429,18 @@ def seed_paired_differences(seeds: dict[tuple, dict]) -> list[str]:
         common = sorted(set.intersection(*(set(v) for v in by_variant.values())))
         if len(common) < 2:
             continue
-        lines += ["", f"{task} {LEVEL[task].format(level)}, {set_name}, every variant trained with seeds "
-                      f"{', '.join(str(k) for k in common)} (difference per seed; mean):", ""]
+        lines += [
+            "",
+            f"{task} {LEVEL[task].format(level)}, {set_name}, every variant trained with seeds "
+            f"{', '.join(str(k) for k in common)} (difference per seed; mean):",
+            "",
+        ]
         for a, b in pairs:
             diffs = [by_variant[a][k] - by_variant[b][k] for k in common]
-            lines.append(f"* {labels[a]} − {labels[b]}: {' / '.join(f'{d:+.2f}' for d in diffs)} dB; "
-                         f"mean {sum(diffs) / len(diffs):+.2f} dB")
+            lines.append(
+                f"* {labels[a]} − {labels[b]}: {' / '.join(f'{d:+.2f}' for d in diffs)} dB; "
+                f"mean {sum(diffs) / len(diffs):+.2f} dB"
+            )
     return lines
 
 
@@ -383,10 +451,13 @@ def recipe_summary(path: Path) -> str:
     recipe = load_config(path)
     overrides = {k: v for k, v in recipe.model_overrides.items() if k != "attention_levels"}
     model = f"preset `{recipe.model}`" + (
-        " with " + ", ".join(f"{k} {v}" for k, v in sorted(overrides.items())) if overrides else "")
+        " with " + ", ".join(f"{k} {v}" for k, v in sorted(overrides.items())) if overrides else ""
+    )
     data = recipe.data
-    return (f"{model}; trained on {', '.join(data.train)}, {data.patch_size}x{data.patch_size} input patches, "
-            f"batch {recipe.batch_size}, {recipe.iterations} steps, lr {recipe.optim.lr:g}")
+    return (
+        f"{model}; trained on {', '.join(data.train)}, {data.patch_size}x{data.patch_size} input patches, "
+        f"batch {recipe.batch_size}, {recipe.iterations} steps, lr {recipe.optim.lr:g}"
+    )
 
 
 def update_card(weights, rows: list[dict]) -> None:
@@ -403,8 +474,9 @@ def update_card(weights, rows: list[dict]) -> None:
     commands = commands if isinstance(commands, dict) else {"legacy": commands}
     for label in {r["tiling"] for r in rows}:
         tiling, tile, overlap = parse_tiling_label(label)
-        commands[label] = (f"python scripts/results.py --data-root DATA --only {weights.name} --tiling {tiling}"
-                           + (f" --tile {tile} --tile-overlap {overlap}" if tiling == "tile" else ""))
+        commands[label] = f"python scripts/results.py --data-root DATA --only {weights.name} --tiling {tiling}" + (
+            f" --tile {tile} --tile-overlap {overlap}" if tiling == "tile" else ""
+        )
     card["eval_command"] = {k: commands[k] for k in sorted(commands) if any(r["tiling"] == k for r in card["eval"])}
     card_path.write_text(json.dumps(card, indent=1) + "\n")
 
@@ -415,16 +487,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root")
     parser.add_argument("--only", help="comma-separated weights names")
-    parser.add_argument("--tiling", choices=["legacy", "tile"],
-                        help="legacy (default): the release's forward_chop, as the paper evaluated; tile: blended tiles")
+    parser.add_argument(
+        "--tiling",
+        choices=["legacy", "tile"],
+        help="legacy (default): the release's forward_chop, as the paper evaluated; tile: blended tiles",
+    )
     parser.add_argument("--tile", type=int, help=f"with --tiling tile (default {DEFAULT_TILE})")
     parser.add_argument("--tile-overlap", type=int, help=f"with --tiling tile (default {DEFAULT_OVERLAP})")
     parser.add_argument("--sets", help="comma-separated benchmark sets (default: every set of the task)")
     parser.add_argument("--levels", help="comma-separated levels, e.g. 50 (default: the paper's levels in range)")
     parser.add_argument("--render", action="store_true", help="only rebuild docs/results.md")
-    parser.add_argument("--card-rows", action="store_true",
-                        help="evaluate exactly the rows the cards list, each with the tiling it records (with --only, "
-                             "--sets, --levels: those of them); how docs/results.md is made")
+    parser.add_argument(
+        "--card-rows",
+        action="store_true",
+        help="evaluate exactly the rows the cards list, each with the tiling it records (with --only, "
+        "--sets, --levels: those of them); how docs/results.md is made",
+    )
     parser.add_argument("--output", default=str(ROOT / "docs" / "results.md"))
     args = parser.parse_args()
     if args.card_rows and (args.tiling, args.tile, args.tile_overlap) != (None, None, None):
@@ -438,9 +516,11 @@ def main() -> None:
             if args.card_rows:
                 jobs = [(r["task"], r["level"], r["set"], r["tiling"]) for r in w.card.get("eval", [])]
             else:
-                label = tiling_label(args.tiling or "legacy",
-                                     DEFAULT_TILE if args.tile is None else args.tile,
-                                     DEFAULT_OVERLAP if args.tile_overlap is None else args.tile_overlap)
+                label = tiling_label(
+                    args.tiling or "legacy",
+                    DEFAULT_TILE if args.tile is None else args.tile,
+                    DEFAULT_OVERLAP if args.tile_overlap is None else args.tile_overlap,
+                )
                 jobs = [(task, level, set_name, label) for task, level, set_name in plan_for(w)]
             rows = []
             for task, level, set_name, label in jobs:
@@ -449,10 +529,22 @@ def main() -> None:
                 if args.levels and (level is None or f"{level:g}" not in args.levels.split(",")):
                     continue
                 r = evaluate(w, task, level, set_name, args.data_root, *parse_tiling_label(label))
-                print(f"{w.name} {task} {level} {set_name} ({label}): {r['psnr']:.2f} / {r['ssim']:.4f} "
-                      f"({r['seconds']:.1f} s/img)", flush=True)
-                rows.append({"task": task, "level": level, "set": set_name, "psnr": round(r["psnr"], 4),
-                             "ssim": round(r["ssim"], 5), "seconds": round(r["seconds"], 3), "tiling": label})
+                print(
+                    f"{w.name} {task} {level} {set_name} ({label}): {r['psnr']:.2f} / {r['ssim']:.4f} "
+                    f"({r['seconds']:.1f} s/img)",
+                    flush=True,
+                )
+                rows.append(
+                    {
+                        "task": task,
+                        "level": level,
+                        "set": set_name,
+                        "psnr": round(r["psnr"], 4),
+                        "ssim": round(r["ssim"], 5),
+                        "seconds": round(r["seconds"], 3),
+                        "tiling": label,
+                    }
+                )
             update_card(w, rows)
     Path(args.output).write_text(render() + "\n")
     print(f"wrote {args.output}")

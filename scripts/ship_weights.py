@@ -6,6 +6,7 @@
 The weights are the run's EMA weights as `panet train` wrote them at its last checkpoint; the card records the
 recipe, data, iterations, seed and command. Refuses files over 20 MB (they live in git).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,8 +85,10 @@ def main() -> None:
     DEST.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(weights, DEST / f"{name}.safetensors")
     (DEST / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
-    print(f"shipped {name}: {card['iterations']} iterations of {card['planned_iterations']} "
-          f"({weights.stat().st_size / 2**20:.2f} MB)")
+    print(
+        f"shipped {name}: {card['iterations']} iterations of {card['planned_iterations']} "
+        f"({weights.stat().st_size / 2**20:.2f} MB)"
+    )
 
 
 if __name__ == "__main__":

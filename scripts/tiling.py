@@ -14,6 +14,7 @@ The choice goes to src/panet/pretrained/tiling.json (read by `panet restore --ti
 docs/tiling.md. PSNR results and speeds are cached in results/tiling/ (delete a file to measure it again); the
 tests check that the committed tiling.json and docs/tiling.md are what these caches give.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,12 @@ def default_weights() -> list:
     from panet.pretrained import find_weights, list_weights
 
     chosen = [w for w in list_weights(task="sr")]
-    chosen += [find_weights("denoise", None, 3), find_weights("denoise", None, 1), find_weights("car", None, 1),
-               find_weights("demosaic")]
+    chosen += [
+        find_weights("denoise", None, 3),
+        find_weights("denoise", None, 1),
+        find_weights("car", None, 1),
+        find_weights("demosaic"),
+    ]
     return list({w.name: w for w in chosen}.values())
 
 
@@ -87,8 +92,15 @@ def score_weights(weights, data_root: str | None) -> dict:
     sets, level, crop = plan_for(weights)
     digest = hashlib.sha256(weights.file.read_bytes()).hexdigest()[:16]
     cache = CACHE / f"{weights.name}.json"
-    result = {"weights": weights.name, "sha256": digest, "sets": list(sets), "level": level, "crop": crop,
-              "images": IMAGES, "psnr": {}}
+    result = {
+        "weights": weights.name,
+        "sha256": digest,
+        "sets": list(sets),
+        "level": level,
+        "crop": crop,
+        "images": IMAGES,
+        "psnr": {},
+    }
     if cache.exists():
         cached = json.loads(cache.read_text())
         if all(cached.get(k) == result[k] for k in ("sha256", "sets", "level", "crop", "images")):
@@ -103,12 +115,14 @@ def score_weights(weights, data_root: str | None) -> dict:
             if set_name in result["psnr"].get(key, {}):
                 continue
             if items is None:
-                pairs = EvalPairs(find_set(set_name, data_root), task=weights.task, level=level, colors=model.colors,
-                                  crop=crop)
+                pairs = EvalPairs(
+                    find_set(set_name, data_root), task=weights.task, level=level, colors=model.colors, crop=crop
+                )
                 pairs.files = pairs.files[:IMAGES]
                 items = list(pairs)
-            restorer = network_restorer(model, weights.task, tiling=tiling, tile=tile or 64, overlap=overlap or 16,
-                                        precision=precision)
+            restorer = network_restorer(
+                model, weights.task, tiling=tiling, tile=tile or 64, overlap=overlap or 16, precision=precision
+            )
             with torch.no_grad():
                 scores = [psnr(restorer(item.degraded), item.target, **options) for item in items]
             result["psnr"].setdefault(key, {})[set_name] = float(np.mean(scores))
@@ -136,8 +150,13 @@ def time_one(spec: dict) -> dict:
     model = load_weights(spec["file"]).eval()
     size = spec["size"]
     x = torch.rand(1, model.colors, size, size, generator=torch.Generator().manual_seed(0))
-    run = dict(task=spec["task"], tiling=spec["tiling"], tile=spec["tile"], overlap=spec["overlap"],
-               precision=spec["precision"])
+    run = dict(
+        task=spec["task"],
+        tiling=spec["tiling"],
+        tile=spec["tile"],
+        overlap=spec["overlap"],
+        precision=spec["precision"],
+    )
     run_network(model, x[..., :64, :64], **run)  # warm-up: oneDNN kernel generation
     base = _rss_bytes()
     best = float("inf")
@@ -157,14 +176,30 @@ def time_architecture(weights, size: int = 256, repeats: int = 2) -> dict:
     precision = resolve_precision("auto", "cpu")
     rows = {}
     for tiling, tile, overlap in [("legacy", 64, 16)] + [("tile", t, o) for t, o in GRID]:
-        spec = {"file": str(weights.file), "task": weights.task, "tiling": tiling, "tile": tile, "overlap": overlap,
-                "precision": precision, "size": size, "repeats": repeats}
-        done = subprocess.run([sys.executable, __file__, "--time-one", json.dumps(spec)], capture_output=True,
-                              text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        spec = {
+            "file": str(weights.file),
+            "task": weights.task,
+            "tiling": tiling,
+            "tile": tile,
+            "overlap": overlap,
+            "precision": precision,
+            "size": size,
+            "repeats": repeats,
+        }
+        done = subprocess.run(
+            [sys.executable, __file__, "--time-one", json.dumps(spec)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        )
         key = "legacy" if tiling == "legacy" else label(tile, overlap)
         rows[key] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{weights.name} ({architecture_label(weights)}) {key}: {rows[key]['s_per_mp']:.1f} s/MP, "
-              f"{rows[key]['peak_mb']:.0f} MB", flush=True)
+        print(
+            f"{weights.name} ({architecture_label(weights)}) {key}: {rows[key]['s_per_mp']:.1f} s/MP, "
+            f"{rows[key]['peak_mb']:.0f} MB",
+            flush=True,
+        )
     return {"precision": precision, "size": size, "rows": rows}
 
 
@@ -194,41 +229,59 @@ def cpu_name() -> str:
 
 
 def render(entries: list[dict], command: str) -> str:
-    lines = ["# Tiling: chosen by measurement", "",
-             f"Generated by `{command}` on {entries[0]['speed']['cpu']} ({entries[0]['speed']['threads']} threads, "
-             f"precision {entries[0]['speed']['precision']}).", "",
-             "Pyramid attention is non-local: a query compares itself with every key patch of the tile it runs in, "
-             "so the tiling changes the output, and the attention's cost per pixel grows with the tile's area. For "
-             f"each task's default weights, every tile / overlap setting is scored on centre crops of the first "
-             f"{IMAGES} images of two benchmark sets (the task's protocol, fp32), and timed on a synthetic 256x256 "
-             "image, each setting in a fresh process after a warm-up, best of two (time and memory depend on the "
-             "network's shapes, not on its trained values; peak MB is the peak RSS above the RSS after setup). The "
-             "32/8 bf16 row is the same setting under bf16 autocast, what `--precision auto` runs on a machine where "
-             "bf16 is fast. `panet restore --tile auto` uses "
-             f"the fastest setting within {TOLERANCE} dB of the best mean PSNR (marked **bold**; "
-             "src/panet/pretrained/tiling.json). `--tiling legacy` is the paper's protocol (the release's chop).",
-             ""]
+    lines = [
+        "# Tiling: chosen by measurement",
+        "",
+        f"Generated by `{command}` on {entries[0]['speed']['cpu']} ({entries[0]['speed']['threads']} threads, "
+        f"precision {entries[0]['speed']['precision']}).",
+        "",
+        "Pyramid attention is non-local: a query compares itself with every key patch of the tile it runs in, "
+        "so the tiling changes the output, and the attention's cost per pixel grows with the tile's area. For "
+        f"each task's default weights, every tile / overlap setting is scored on centre crops of the first "
+        f"{IMAGES} images of two benchmark sets (the task's protocol, fp32), and timed on a synthetic 256x256 "
+        "image, each setting in a fresh process after a warm-up, best of two (time and memory depend on the "
+        "network's shapes, not on its trained values; peak MB is the peak RSS above the RSS after setup). The "
+        "32/8 bf16 row is the same setting under bf16 autocast, what `--precision auto` runs on a machine where "
+        "bf16 is fast. `panet restore --tile auto` uses "
+        f"the fastest setting within {TOLERANCE} dB of the best mean PSNR (marked **bold**; "
+        "src/panet/pretrained/tiling.json). `--tiling legacy` is the paper's protocol (the release's chop).",
+        "",
+    ]
     for e in entries:
         sets = e["psnr"]["sets"]
-        lines += [f"## {e['weights']} ({e['task']}{'' if e['psnr']['level'] is None else ', level %g' % e['psnr']['level']}, "
-                  f"crops {e['psnr']['crop']})", "",
-                  f"| tiling | {' | '.join(sets)} | mean | s / MP | peak MB |", "|---|" + "---|" * (len(sets) + 3)]
+        level = "" if e["psnr"]["level"] is None else f", level {e['psnr']['level']:g}"
+        lines += [
+            f"## {e['weights']} ({e['task']}{level}, crops {e['psnr']['crop']})",
+            "",
+            f"| tiling | {' | '.join(sets)} | mean | s / MP | peak MB |",
+            "|---|" + "---|" * (len(sets) + 3),
+        ]
         for key, scores in e["psnr"]["psnr"].items():
             speed = e["speed"]["rows"].get(key)
             name = "legacy (release chop)" if key == "legacy" else f"tiles {key}"
             mean = float(np.mean([scores[s] for s in sets]))
-            timing = [f"{speed['s_per_mp']:.1f}", f"{speed['peak_mb']:.0f}"] if speed else ["(bf16 is slower here)"
-                                                                                         if e["speed"]["precision"] == "fp32" else "-", "-"]
+            timing = (
+                [f"{speed['s_per_mp']:.1f}", f"{speed['peak_mb']:.0f}"]
+                if speed
+                else ["(bf16 is slower here)" if e["speed"]["precision"] == "fp32" else "-", "-"]
+            )
             cells = [f"{scores[s]:.2f}" for s in sets] + [f"{mean:.3f}", *timing]
             row = f"| {name} | " + " | ".join(cells) + " |"
             lines.append(row.replace(f"| {name} |", f"| **{name}** |") if key == e["chosen"] else row)
         legacy = e["speed"]["rows"]["legacy"]["s_per_mp"] / e["speed"]["rows"][e["chosen"]]["s_per_mp"]
         check = label(*BF16_CHECK)
         cost = float(np.mean([e["psnr"]["psnr"][check][s] - e["psnr"]["psnr"][check + " bf16"][s] for s in sets]))
-        verdict = "so `--precision auto` may run it in bf16 where bf16 is fast" if cost <= TOLERANCE else \
-            "more than the tolerance, so `--precision auto` keeps this model in fp32"
-        lines += ["", f"Chosen: tiles {e['chosen']}, {legacy:.1f}x faster than the legacy protocol here. bf16 costs "
-                  f"{cost:+.3f} dB at tiles {check}: {verdict}.", ""]
+        verdict = (
+            "so `--precision auto` may run it in bf16 where bf16 is fast"
+            if cost <= TOLERANCE
+            else "more than the tolerance, so `--precision auto` keeps this model in fp32"
+        )
+        lines += [
+            "",
+            f"Chosen: tiles {e['chosen']}, {legacy:.1f}x faster than the legacy protocol here. bf16 costs "
+            f"{cost:+.3f} dB at tiles {check}: {verdict}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -262,15 +315,25 @@ def outputs(weights_list: list, psnr: dict, speeds: dict, command: str) -> tuple
     for w in weights_list:
         speed = speeds[architecture(w)]
         best_key, best = choose(psnr[w.name]["psnr"], speed["rows"])
-        entries.append({"weights": w.name, "task": w.task, "psnr": psnr[w.name], "speed": speed, "chosen": best_key,
-                        "best_mean": best})
+        entries.append(
+            {
+                "weights": w.name,
+                "task": w.task,
+                "psnr": psnr[w.name],
+                "speed": speed,
+                "chosen": best_key,
+                "best_mean": best,
+            }
+        )
         tile, overlap = (int(v) for v in best_key.split("/"))
         scores = psnr[w.name]["psnr"]
         check = label(*BF16_CHECK)
         bf16_cost = float(np.mean(list(scores[check].values())) - np.mean(list(scores[check + " bf16"].values())))
         table["weights"][w.name] = {"tile": tile, "overlap": overlap, "bf16": bf16_cost <= TOLERANCE}
-    table["rule"] = (f"tile/overlap: the fastest within {TOLERANCE} dB of the best mean PSNR; bf16: whether bf16 "
-                     f"autocast costs at most {TOLERANCE} dB at tiles {label(*BF16_CHECK)} (scripts/tiling.py)")
+    table["rule"] = (
+        f"tile/overlap: the fastest within {TOLERANCE} dB of the best mean PSNR; bf16: whether bf16 "
+        f"autocast costs at most {TOLERANCE} dB at tiles {label(*BF16_CHECK)} (scripts/tiling.py)"
+    )
     return table, render(entries, command) + "\n"
 
 

@@ -16,6 +16,7 @@ dies, so nothing stale survives a killed session), so several workers given the 
 starts from another run's output (`init: runs/X/checkpoint.pt` or `runs/X/weights.safetensors`) waits until that run has
 finished.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,8 +82,12 @@ def main() -> None:
     parser.add_argument("recipes", nargs="+", help="names of configs/*.yaml, in order of priority")
     parser.add_argument("--core", type=int, help="pin to this CPU core (Linux)")
     parser.add_argument("--data-root", default=os.environ.get("PANET_DATA", str(ROOT.parent / "shared" / "data")))
-    parser.add_argument("--root", type=Path, default=ROOT, help="project folder with configs/ (default: this repository)")
-    parser.add_argument("--poll", type=float, default=60.0, help="seconds between looks while every recipe left is busy")
+    parser.add_argument(
+        "--root", type=Path, default=ROOT, help="project folder with configs/ (default: this repository)"
+    )
+    parser.add_argument(
+        "--poll", type=float, default=60.0, help="seconds between looks while every recipe left is busy"
+    )
     args = parser.parse_args()
     root = args.root.resolve()
     if args.core is not None:
@@ -107,12 +112,18 @@ def main() -> None:
                 continue
             init = root / config.init if config.init else None
             # a recipe that starts from another run's output (its checkpoint or its EMA weights) waits for that run
-            if (init is not None and init.name in ("checkpoint.pt", "weights.safetensors") and not checkpoint.exists()
-                    and not _finished(init.parent / "checkpoint.pt")):
+            if (
+                init is not None
+                and init.name in ("checkpoint.pt", "weights.safetensors")
+                and not checkpoint.exists()
+                and not _finished(init.parent / "checkpoint.pt")
+            ):
                 in_queue = any(root / c.out_dir == init.parent for _, c in configs.values())
                 if not in_queue and not _locked(init.parent):
-                    sys.exit(f"train_queue: {name} starts from {config.init}, which is unfinished and not in this "
-                             f"queue; add its recipe to the list")
+                    sys.exit(
+                        f"train_queue: {name} starts from {config.init}, which is unfinished and not in this "
+                        f"queue; add its recipe to the list"
+                    )
                 waiting.append(f"{name} (waits for {init.parent.name})")
                 continue
             lock = _claim(run_dir)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -7,21 +8,32 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("PANET_SHARED", ROOT.parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "official"
+# In CI the shared material must be there: the release-parity evidence may never disappear as silent skips.
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracle.py
 
 
 def shared_path(*parts: str) -> Path:
-    """A path under ../shared, or skip the test with a message if it is absent."""
+    """A path under ../shared; where it is absent the test skips with a message, or fails when CI=true."""
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"shared material not found at {path} (expected ../shared beside the repository)")
+        message = f"shared material not found at {path} (expected ../shared beside the repository)"
+        if IN_CI:
+            pytest.fail(message + "; CI=true, so this is an error, not a skip")
+        pytest.skip(message)
     return path
 
 
 def fixture_files() -> list[Path]:
-    return sorted(FIXTURES.glob("*.pt")) if FIXTURES.is_dir() else []
+    """The release's reference outputs; with CI=true their absence stops the collection (an empty
+    parametrisation would otherwise pass silently)."""
+    if not FIXTURES.is_dir():
+        if IN_CI:
+            raise RuntimeError(f"release fixtures not found at {FIXTURES}; CI=true needs ../shared")
+        return []
+    return sorted(FIXTURES.glob("*.pt"))
 
 
 @pytest.fixture(autouse=True)

@@ -5,19 +5,26 @@ call (``scale_factor`` with ``recompute_scale_factor=True``), scores are one
 full matrix, the softmax is torch.softmax. Used as the oracle in tests and as
 the baseline in benchmarks/attention.py.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
 
-def reference_pyramid_attention(x, query, key, value, *, levels=5, softmax_scale=10.0, res_scale=1.0, hard=False, norm_eps=1e-4):
-    b, c, h, w = x.shape
+def reference_pyramid_attention(
+    x, query, key, value, *, levels=5, softmax_scale=10.0, res_scale=1.0, hard=False, norm_eps=1e-4
+):
+    _b, _c, h, w = x.shape
     q = F.unfold(query(x), 3, padding=1)  # (B, dk, N)
     keys, values = [], []
     for i in range(levels):
         s = 1 - i / 10
-        ref = x if i == 0 else F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False, recompute_scale_factor=True)
+        ref = (
+            x
+            if i == 0
+            else F.interpolate(x, scale_factor=s, mode="bicubic", align_corners=False, recompute_scale_factor=True)
+        )
         keys.append(F.unfold(key(ref), 3, padding=1))
         values.append(F.unfold(value(ref), 3, padding=1))
     k = torch.cat(keys, 2)  # (B, dk, L)
@@ -34,6 +41,13 @@ def reference_pyramid_attention(x, query, key, value, *, levels=5, softmax_scale
 def reference_module(module, x):
     """Run the oracle with the weights of a panet.PyramidAttention."""
     return reference_pyramid_attention(
-        x, module.query, module.key, module.value, levels=module.levels, softmax_scale=module.softmax_scale,
-        res_scale=module.res_scale, hard=module.hard, norm_eps=module.norm_eps,
+        x,
+        module.query,
+        module.key,
+        module.value,
+        levels=module.levels,
+        softmax_scale=module.softmax_scale,
+        res_scale=module.res_scale,
+        hard=module.hard,
+        norm_eps=module.norm_eps,
     )

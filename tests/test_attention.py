@@ -31,8 +31,7 @@ def test_matches_materialised_oracle_float64(batch, channels, reduction, height,
     [(1, 16, 2, 12, 12, 5), (2, 8, 4, 13, 11, 3), (1, 12, 3, 7, 17, 4), (2, 4, 1, 9, 6, 1), (1, 16, 8, 5, 23, 5)],
 )
 def test_small_map_inference_path_matches_the_oracle(batch, channels, reduction, height, width, levels):
-    block = make_block(channels, reduction, levels=levels, dtype=torch.float64, sharpen=3.0,
-                       max_direct_scores=1 << 22)
+    block = make_block(channels, reduction, levels=levels, dtype=torch.float64, sharpen=3.0, max_direct_scores=1 << 22)
     x = torch.randn(batch, channels, height, width, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(block(x), reference_module(block, x), rtol=1e-10, atol=1e-10)
@@ -313,13 +312,16 @@ def test_expected_errors():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("tiles", [
-    # the second tile sums past e^20 with no score 20 above the stabiliser (0, from the first tile): the check must
-    # recompute that tile's scores and keep the stabiliser
-    [[0.0] * 4, [19.5] * 4, [-5.0, 1.0, 2.0, 0.5]],
-    # scores ~1000 (exp overflows even float64) must raise the stabiliser; then a tile far below it
-    [[0.0] * 4, [19.5] * 4, [1000.0, 999.0, 3.0, 1000.5], [-30.0] * 4],
-])
+@pytest.mark.parametrize(
+    "tiles",
+    [
+        # the second tile sums past e^20 with no score 20 above the stabiliser (0, from the first tile): the check must
+        # recompute that tile's scores and keep the stabiliser
+        [[0.0] * 4, [19.5] * 4, [-5.0, 1.0, 2.0, 0.5]],
+        # scores ~1000 (exp overflows even float64) must raise the stabiliser; then a tile far below it
+        [[0.0] * 4, [19.5] * 4, [1000.0, 999.0, 3.0, 1000.5], [-30.0] * 4],
+    ],
+)
 def test_stabiliser_paths_of_the_tiled_softmax(dtype, tiles):
     # One query and 1-d keys, so each score is the key itself; tiles of 4 keys.
     scores = torch.tensor([x for tile in tiles for x in tile], dtype=dtype)

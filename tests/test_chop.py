@@ -94,8 +94,9 @@ def test_forward_tiled_batches_tiles_without_changing_the_result():
 
     with torch.no_grad():
         one = panet.forward_tiled(net, x, tile=24, overlap=6)
-        grouped = panet.forward_tiled(model, x, tile=24, overlap=6, tiles_per_batch=4,
-                                      progress=lambda done, total: calls.append((done, total)))
+        grouped = panet.forward_tiled(
+            model, x, tile=24, overlap=6, tiles_per_batch=4, progress=lambda done, total: calls.append((done, total))
+        )
     assert torch.allclose(one, grouped, atol=1e-5)
     # 3 x 3 tiles of 2 images: groups of 4, 4 and 1 tiles
     assert batch_sizes == [8, 8, 2]

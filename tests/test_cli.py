@@ -27,7 +27,9 @@ def test_models_lists_presets(capsys):
 
 
 def test_convert_release_checkpoint(tmp_path):
-    source = panet.create_model("pa-edsr-s-x2", features=16, blocks=2, attention_reduction=8, attention_res_scale=0.1).eval()
+    source = panet.create_model(
+        "pa-edsr-s-x2", features=16, blocks=2, attention_reduction=8, attention_res_scale=0.1
+    ).eval()
     release = tmp_path / "release.pt"
     torch.save(panet.to_official(source), release)
     out = tmp_path / "model.safetensors"
@@ -95,7 +97,10 @@ def shipped(tmp_path, monkeypatch):
     from panet.weights import save_weights
 
     folder = tmp_path / "pretrained"
-    for name, preset, task, level in [("dn-gray", "panet-dn-gray-s", "denoise", [0, 50]), ("sr-x2", "pa-edsr-s-x2", "sr", 2)]:
+    for name, preset, task, level in [
+        ("dn-gray", "panet-dn-gray-s", "denoise", [0, 50]),
+        ("sr-x2", "pa-edsr-s-x2", "sr", 2),
+    ]:
         torch.manual_seed(0)
         model = panet.create_model(preset, blocks=2, features=8, attention_reduction=2)
         save_weights(model, folder / f"{name}.safetensors", metadata={"task": task, "level": json.dumps(level)})
@@ -135,9 +140,14 @@ def test_restore_folder_and_weights_checks(shipped, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "c.png" in err and "1 of 3 images failed" in err
     assert read_image(out / "a.png").shape == (48, 60, 3) and (out / "b.png").exists() and not (out / "c.png").exists()
-    assert main(["restore", str(src / "a.png"), "-o", str(tmp_path / "x.png"), "--weights", "sr-x2", "--task", "denoise"]) == 2
+    assert (
+        main(["restore", str(src / "a.png"), "-o", str(tmp_path / "x.png"), "--weights", "sr-x2", "--task", "denoise"])
+        == 2
+    )
     assert "are sr weights, not denoise" in capsys.readouterr().err
-    assert main(["restore", str(src / "a.png"), "-o", str(tmp_path / "x.png"), "--weights", "sr-x2", "--scale", "4"]) == 2
+    assert (
+        main(["restore", str(src / "a.png"), "-o", str(tmp_path / "x.png"), "--weights", "sr-x2", "--scale", "4"]) == 2
+    )
     assert "x2, not x4" in capsys.readouterr().err
     file = shipped / "sr-x2.safetensors"
     assert main(["restore", str(src / "a.png"), "-o", str(tmp_path / "y.png"), "--weights", str(file)]) == 0
@@ -164,7 +174,9 @@ def test_per_level_weights_win_over_blind_ones_at_their_level(shipped):
     for name, preset, level in [("dn-gray-sigma25", "panet-dn-gray-s", 25), ("dn-colour", "panet-dn-s", [0, 75])]:
         model = panet.create_model(preset, blocks=2, features=8, attention_reduction=2)
         save_weights(model, shipped / f"{name}.safetensors", metadata={"task": "denoise", "level": json.dumps(level)})
-        (shipped / f"{name}.json").write_text(json.dumps({"name": name, "preset": preset, "task": "denoise", "level": level}))
+        (shipped / f"{name}.json").write_text(
+            json.dumps({"name": name, "preset": preset, "task": "denoise", "level": level})
+        )
     assert find_weights("denoise", 25, colors=1).name == "dn-gray-sigma25"
     assert find_weights("denoise", 24, colors=1).name == "dn-gray"  # off its level: the blind model
     assert find_weights("denoise", None, colors=1).name == "dn-gray"  # no level: the widest range, the blind one
@@ -195,7 +207,9 @@ def test_restore_keeps_alpha_16_bit_and_gray(shipped, tmp_path, capsys):
         assert image.mode.startswith("I") and np.asarray(image).max() > 255  # still 16-bit
     assert main(["restore", str(tmp_path / "*.png"), "-o", str(tmp_path / "globbed"), "--weights", "dn-gray"]) == 0
     assert sorted(p.name for p in (tmp_path / "globbed").iterdir()) == ["gray16.png", "rgba.png"]
-    assert main(["restore", str(rgba), "-o", str(tmp_path / "x.png"), "--weights", "dn-gray", "--precision", "fp16"]) == 2
+    assert (
+        main(["restore", str(rgba), "-o", str(tmp_path / "x.png"), "--weights", "dn-gray", "--precision", "fp16"]) == 2
+    )
     assert "needs CUDA" in capsys.readouterr().err
 
 
@@ -291,7 +305,9 @@ def test_auto_precision_keeps_a_model_in_fp32_where_bf16_cost_it_psnr(monkeypatc
 
     net = panet.create_model("panet-dn-s", blocks=2, features=8)
     net.shipped_name = "some-model"
-    monkeypatch.setattr(hardware, "resolve_precision", lambda precision, device: "bf16" if precision == "auto" else precision)
+    monkeypatch.setattr(
+        hardware, "resolve_precision", lambda precision, device: "bf16" if precision == "auto" else precision
+    )
     monkeypatch.setattr(pretrained, "_measured", lambda name: {"tile": 32, "overlap": 8, "bf16": False})
     assert auto_precision(net, "auto") == "fp32"  # measured: bf16 costs this model more than 0.02 dB
     assert auto_precision(net, "bf16") == "bf16"  # asked for explicitly
@@ -319,10 +335,14 @@ def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys, mon
     from panet.weights import save_weights
 
     torch.manual_seed(0)
-    save_weights(panet.create_model("panet-dn-s", blocks=2, features=8, attention_reduction=2),
-                 shipped / "dn-rgb.safetensors", metadata={"task": "denoise", "level": "[0, 50]"})
-    (shipped / "dn-rgb.json").write_text(json.dumps({"name": "dn-rgb", "preset": "panet-dn-s", "task": "denoise",
-                                                    "level": [0, 50]}))
+    save_weights(
+        panet.create_model("panet-dn-s", blocks=2, features=8, attention_reduction=2),
+        shipped / "dn-rgb.safetensors",
+        metadata={"task": "denoise", "level": "[0, 50]"},
+    )
+    (shipped / "dn-rgb.json").write_text(
+        json.dumps({"name": "dn-rgb", "preset": "panet-dn-s", "task": "denoise", "level": [0, 50]})
+    )
     colour = read_image(EXAMPLE)[:20, :24]
     write_image(tmp_path / "colour.png", colour)
     write_image(tmp_path / "gray.png", colour[:, :, :1])
@@ -337,8 +357,19 @@ def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys, mon
 
     monkeypatch.setattr(weights_module, "load_weights", counting_load)
     write_image(tmp_path / "colour2.png", colour[::-1])
-    assert main(["restore", *(str(tmp_path / f) for f in ("colour.png", "gray.png", "colour2.png")),
-                 "-o", str(tmp_path / "out"), "--task", "denoise"]) == 0
+    assert (
+        main(
+            [
+                "restore",
+                *(str(tmp_path / f) for f in ("colour.png", "gray.png", "colour2.png")),
+                "-o",
+                str(tmp_path / "out"),
+                "--task",
+                "denoise",
+            ]
+        )
+        == 0
+    )
     assert sorted(loaded) == ["dn-gray", "dn-rgb"]  # each file loaded once, however many images use it
     err = capsys.readouterr().err
     assert "using shipped weights dn-rgb" in err and "using shipped weights dn-gray" in err
@@ -349,7 +380,9 @@ def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys, mon
     assert "dn-rgb" in err and "dn-gray" not in err
     rgb = panet.restore(colour, task="denoise")
     assert np.array_equal(rgb, panet.restore(colour, weights="dn-rgb"))
-    assert np.array_equal(panet.restore(colour[:, :, 0], task="denoise"), panet.restore(colour[:, :, 0], weights="dn-gray"))
+    assert np.array_equal(
+        panet.restore(colour[:, :, 0], task="denoise"), panet.restore(colour[:, :, 0], weights="dn-gray")
+    )
 
 
 def test_tile_bar_restarts_for_each_pass():

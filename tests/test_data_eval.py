@@ -34,14 +34,17 @@ def test_find_set_layouts_and_error(tmp_path, folder):
         find_set("Nope", tmp_path / "data")
 
 
-@pytest.mark.parametrize("task, level, colors", [("sr", 3, 3), ("denoise", (5, 50), 3), ("denoise", 25, 1), ("car", 20, 3), ("demosaic", None, 3)])
+@pytest.mark.parametrize(
+    "task, level, colors",
+    [("sr", 3, 3), ("denoise", (5, 50), 3), ("denoise", 25, 1), ("car", 20, 3), ("demosaic", None, 3)],
+)
 def test_train_pairs_shapes_determinism_and_range(folder, task, level, colors):
     pairs = TrainPairs([folder], task=task, level=level, patch_size=16, colors=colors, length=10, seed=3)
     x, y = pairs[4]
     scale = 3 if task == "sr" else 1
     c = 1 if task == "car" else colors
     assert x.shape == (c, 16, 16) and y.shape == (c, 16 * scale, 16 * scale)
-    assert 0 <= x.min() and x.max() <= 1 and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1 and x.dtype == torch.float32
     x2, y2 = TrainPairs([folder], task=task, level=level, patch_size=16, colors=colors, length=10, seed=3)[4]
     assert torch.equal(x, x2) and torch.equal(y, y2)
     assert not torch.equal(y, pairs[5][1])
@@ -102,8 +105,14 @@ def test_paper_rows_reproduced_by_identity_baselines():
     from panet.evaluate import evaluate_set, summarize
 
     kodak = shared_path("data", "benchmarks", "Kodak24")
-    mean = summarize(evaluate_set(make_baseline("identity", "demosaic", None), EvalPairs(kodak, task="demosaic", level=None), set_name="K"))["K"]
+    mean = summarize(
+        evaluate_set(
+            make_baseline("identity", "demosaic", None), EvalPairs(kodak, task="demosaic", level=None), set_name="K"
+        )
+    )["K"]
     assert mean["psnr"] == pytest.approx(8.56, abs=0.005) and mean["ssim"] == pytest.approx(0.0682, abs=5e-5)
     classic = shared_path("data", "benchmarks", "Classic5")
-    mean = summarize(evaluate_set(make_baseline("identity", "car", 10), EvalPairs(classic, task="car", level=10), set_name="C"))["C"]
+    mean = summarize(
+        evaluate_set(make_baseline("identity", "car", 10), EvalPairs(classic, task="car", level=10), set_name="C")
+    )["C"]
     assert mean["psnr"] == pytest.approx(27.82, abs=0.05)

@@ -48,9 +48,16 @@ def test_onnx_export_runs_in_onnxruntime_at_any_size(tmp_path):
 
 def test_export_command(tmp_path, capsys):
     out = tmp_path / "dn.pt"
-    assert main(["export", "--model", "panet-dn-gray-s", "--random-init", "--format", "torchscript", "-o", str(out)]) == 0
+    assert (
+        main(["export", "--model", "panet-dn-gray-s", "--random-init", "--format", "torchscript", "-o", str(out)]) == 0
+    )
     assert torch.jit.load(str(out))(torch.rand(1, 1, 20, 20)).shape == (1, 1, 20, 20)
-    assert main(["export", "--model", "panet-dn-gray-s", "--random-init", "--format", "torchscript", "-o", str(out)]) == 2
+    assert (
+        main(["export", "--model", "panet-dn-gray-s", "--random-init", "--format", "torchscript", "-o", str(out)]) == 2
+    )
     assert "exists" in capsys.readouterr().err
-    assert main(["export", "--weights", str(tmp_path / "none.safetensors"), "--format", "onnx", "-o", str(tmp_path / "x")]) == 2
+    assert (
+        main(["export", "--weights", str(tmp_path / "none.safetensors"), "--format", "onnx", "-o", str(tmp_path / "x")])
+        == 2
+    )
     assert "not found" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Every reference output of the release, reproduced through from_official (and forward_chop)."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,9 +13,17 @@ FILES = fixture_files()
 
 def release_kwargs(config):
     if config["kind"] == "pyramid_attention":
-        return {k: config[k] for k in ("level", "res_scale", "channel", "reduction", "ksize", "stride", "softmax_scale", "average")}
+        return {
+            k: config[k]
+            for k in ("level", "res_scale", "channel", "reduction", "ksize", "stride", "softmax_scale", "average")
+        }
     pa = config["pa"]
-    return {"level": pa["level"], "softmax_scale": pa["softmax_scale"], "average": pa["average"], "res_scale": config["res_scale"]}
+    return {
+        "level": pa["level"],
+        "softmax_scale": pa["softmax_scale"],
+        "average": pa["average"],
+        "res_scale": config["res_scale"],
+    }
 
 
 def test_fixtures_present():
@@ -29,7 +38,9 @@ def test_release_fixture(path):
     model = panet.from_official(case["state_dict"], **release_kwargs(config))
     with torch.no_grad():
         if config["forward"] == "forward_chop":
-            out = panet.forward_chop(model, case["input"], shave=config["chop"]["shave"], min_size=config["chop"]["min_size"])
+            out = panet.forward_chop(
+                model, case["input"], shave=config["chop"]["shave"], min_size=config["chop"]["min_size"]
+            )
         else:
             out = model(case["input"])
     assert out.shape == case["output"].shape
@@ -53,7 +64,11 @@ def test_inferred_architecture(path):
     config = case["config"]
     model = panet.from_official(case["state_dict"], **release_kwargs(config))
     if config["kind"] == "pyramid_attention":
-        assert (model.channels, model.reduction, model.levels) == (config["channel"], config["reduction"], config["level"])
+        assert (model.channels, model.reduction, model.levels) == (
+            config["channel"],
+            config["reduction"],
+            config["level"],
+        )
         assert model.hard == (not config["average"])
         return
     assert model.blocks == config["n_resblocks_built"]

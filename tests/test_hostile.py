@@ -3,6 +3,7 @@
 Each crafted input is made here, small and fast (docs/security.md lists what these tests promise). The web
 server's part (origins, load, timeouts) is in test_serve.py.
 """
+
 from __future__ import annotations
 
 import errno
@@ -181,7 +182,7 @@ def test_palette_transparency_and_16_bit_gray_survive_a_restore(tmp_path):
     palette = Image.new("P", (14, 12))
     palette.putpalette([0, 0, 0, 200, 50, 50] + [0] * 762)
     palette.save(tmp_path / "p.png", transparency=0)
-    array, info = read_image_float(tmp_path / "p.png")
+    array, _info = read_image_float(tmp_path / "p.png")
     assert array.shape[2] == 4 and array[..., 3].max() == 0  # alpha kept
     gray16 = Image.fromarray(np.full((12, 14), 3000, np.uint16))
     out = panet.restore(gray16, model=_identity(1), task="denoise")
@@ -205,9 +206,14 @@ def _identity(colors: int) -> torch.nn.Module:
 
 def test_the_api_refuses_what_it_would_silently_clip(tmp_path):
     net = _identity(3)
-    cases = [(np.full((6, 6, 3), np.nan, np.float32), "NaN"), (np.full((6, 6, 3), 200.0), "divide by 255"),
-             (np.full((6, 6, 3), -0.5), r"\[0, 1\]"), (np.zeros((0, 0, 3), np.uint8), "empty image"),
-             (np.zeros((0, 5), np.float32), "empty image"), (torch.full((3, 4, 4), 7.0), "divide by 255")]
+    cases = [
+        (np.full((6, 6, 3), np.nan, np.float32), "NaN"),
+        (np.full((6, 6, 3), 200.0), "divide by 255"),
+        (np.full((6, 6, 3), -0.5), r"\[0, 1\]"),
+        (np.zeros((0, 0, 3), np.uint8), "empty image"),
+        (np.zeros((0, 5), np.float32), "empty image"),
+        (torch.full((3, 4, 4), 7.0), "divide by 255"),
+    ]
     for image, message in cases:
         with pytest.raises(ValueError, match=message):
             panet.restore(image, model=net, task="denoise")
@@ -308,8 +314,11 @@ def test_compressed_checkpoints_are_refused_before_unpacking(tmp_path):
 def test_random_bytes_as_a_checkpoint_never_suggest_unsafe_loading(tmp_path):
     bad = tmp_path / "random.pt"
     bad.write_bytes(np.random.default_rng(0).bytes(4000))
-    result = subprocess.run([sys.executable, "-m", "panet.cli", "convert", str(bad), "-o", str(tmp_path / "o.st")],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "panet.cli", "convert", str(bad), "-o", str(tmp_path / "o.st")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     line = one_error_line(result.stderr)
     assert "random.pt" in line and "weights_only=False" not in line and "weights_only` set to" not in line
@@ -318,14 +327,20 @@ def test_random_bytes_as_a_checkpoint_never_suggest_unsafe_loading(tmp_path):
 # --- 6. one line, non-zero exit ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value, message", [("0", "level must be an integer in 1..10"),
-                                            ("-1", "level must be an integer in 1..10"),
-                                            ("abc", "expected a number")])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("0", "level must be an integer in 1..10"),
+        ("-1", "level must be an integer in 1..10"),
+        ("abc", "expected a number"),
+    ],
+)
 def test_convert_release_arguments_are_checked(tmp_path, capsys, value, message):
     release = tmp_path / "release.pt"
     torch.save(panet.to_official(panet.create_model("panet-dn-s", blocks=2, features=8)), release)
-    assert main(["convert", str(release), "-o", str(tmp_path / "o.safetensors"), "--release-arg",
-                 f"level={value}"]) == 2
+    assert (
+        main(["convert", str(release), "-o", str(tmp_path / "o.safetensors"), "--release-arg", f"level={value}"]) == 2
+    )
     assert message in one_error_line(capsys.readouterr().err)
     with pytest.raises(ValueError, match="level must be"):
         panet.from_official(release, level=0)
@@ -348,8 +363,10 @@ def test_a_full_disk_or_read_only_folder_is_one_line_and_leaves_no_file(tmp_path
     out.mkdir()
     assert main(["convert", str(release), "-o", str(out / "m.safetensors")]) == 1
     assert os.strerror(error) in one_error_line(capsys.readouterr().err)
-    assert main(["export", "--model", "panet-dn-s", "--random-init", "--format", "torchscript", "-o",
-                 str(out / "m.pt")]) == 1
+    assert (
+        main(["export", "--model", "panet-dn-s", "--random-init", "--format", "torchscript", "-o", str(out / "m.pt")])
+        == 1
+    )
     assert os.strerror(error) in one_error_line(capsys.readouterr().err)
     assert list(out.iterdir()) == []  # no output, no temporary file
     assert main(["train", str(config), f"out_dir={out / 'run'}", "--quiet"]) == 1
@@ -370,15 +387,20 @@ data: {{train: ["{folder}"], level: [10, 30], patch_size: 12}}
 iterations: 2
 batch_size: 2
 checkpoint_every: 1
-out_dir: "{tmp_path / 'run'}"
+out_dir: "{tmp_path / "run"}"
 """)
     return config
 
 
-@pytest.mark.parametrize("override, message", [("data.patch_size=0", "data.patch_size must be at least"),
-                                               ("optim.betas=3", "optim.betas must be two numbers"),
-                                               ("data.level=abc", "data.level must be a number"),
-                                               ("init=missing.pt", "init weights not found")])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.patch_size=0", "data.patch_size must be at least"),
+        ("optim.betas=3", "optim.betas must be two numbers"),
+        ("data.level=abc", "data.level must be a number"),
+        ("init=missing.pt", "init weights not found"),
+    ],
+)
 def test_train_refuses_bad_settings_in_one_line_and_leaves_no_run_folder(tmp_path, capsys, override, message):
     config = _train_config(tmp_path)
     assert main(["train", str(config), override, "--quiet"]) == 2
@@ -422,8 +444,9 @@ def test_stale_temporary_checkpoints_are_removed_at_the_next_start(tmp_path):
 
 
 def test_serve_rejects_a_port_out_of_range_in_one_line():
-    result = subprocess.run([sys.executable, "-m", "panet.cli", "serve", "--port", "70000"], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "panet.cli", "serve", "--port", "70000"], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2 and "0..65535" in one_error_line(result.stderr)
 
 
@@ -443,8 +466,10 @@ def test_tile_options_are_checked_once_before_loading_anything(tmp_path, capsys,
     built = []
     monkeypatch.setattr(panet.registry, "PANet", lambda **kw: built.append(kw))
     inputs = [str(small_png(tmp_path / f"{i}.png", i)) for i in range(3)]
-    for flags, message in [(["--tile", "3"], "--tile must be at least 8"),
-                           (["--tile", "32", "--tile-overlap", "40"], "--tile-overlap must be")]:
+    for flags, message in [
+        (["--tile", "3"], "--tile must be at least 8"),
+        (["--tile", "32", "--tile-overlap", "40"], "--tile-overlap must be"),
+    ]:
         assert main(["restore", *inputs, "-o", str(tmp_path / "out"), *RANDOM, *flags]) == 2
         assert message in one_error_line(capsys.readouterr().err)
     assert built == [] and not (tmp_path / "out").exists()

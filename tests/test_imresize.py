@@ -6,7 +6,7 @@ import torch
 
 from conftest import shared_path
 from panet.images import read_image
-from panet.imresize import imresize, resize_matrix
+from panet.matlab_resize import imresize, resize_matrix
 
 NAMES = ["baby", "bird", "butterfly", "head", "woman"]
 
@@ -46,7 +46,9 @@ def test_float_and_tensor_inputs_agree():
     assert out_t.shape == (1, 3, 9, 12)
     np.testing.assert_allclose(out_t[0].permute(1, 2, 0).numpy(), out, atol=1e-12)
     u8 = (img * 255).round().astype(np.uint8)
-    np.testing.assert_array_equal(imresize(torch.from_numpy(u8).permute(2, 0, 1), 0.25).permute(1, 2, 0).numpy(), imresize(u8, 0.25))
+    np.testing.assert_array_equal(
+        imresize(torch.from_numpy(u8).permute(2, 0, 1), 0.25).permute(1, 2, 0).numpy(), imresize(u8, 0.25)
+    )
 
 
 def test_properties():

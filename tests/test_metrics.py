@@ -81,8 +81,11 @@ def test_ssim_uniform8_window_matches_a_direct_computation():
         for j in range(10 - 7):
             p, q = x[i : i + 8, j : j + 8], y[i : i + 8, j : j + 8]
             cov = ((p - p.mean()) * (q - q.mean())).mean()
-            values.append((2 * p.mean() * q.mean() + c1) * (2 * cov + c2)
-                          / ((p.mean() ** 2 + q.mean() ** 2 + c1) * (p.var() + q.var() + c2)))
+            values.append(
+                (2 * p.mean() * q.mean() + c1)
+                * (2 * cov + c2)
+                / ((p.mean() ** 2 + q.mean() ** 2 + c1) * (p.var() + q.var() + c2))
+            )
     assert abs(ssim(a, b, window="uniform8") - np.mean(values)) < 1e-12
     assert ssim(a, a, window="uniform8") == pytest.approx(1.0)
     with pytest.raises(ValueError, match="window"):

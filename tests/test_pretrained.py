@@ -1,5 +1,6 @@
 """The weights that ship inside the package: each loads strictly as its preset, matches its card, was trained on
 training sets only, and restores a small image to finite values."""
+
 from __future__ import annotations
 
 import json
@@ -12,19 +13,43 @@ from panet.pretrained import list_weights
 from panet.weights import read_metadata
 
 SHIPPED = list_weights()
-BENCHMARKS = {"Set5", "Set14", "B100", "Urban100", "Manga109", "Kodak24", "CBSD68", "BSD68", "McMaster", "LIVE1",
-              "Classic5", "Set12"}
+BENCHMARKS = {
+    "Set5",
+    "Set14",
+    "B100",
+    "Urban100",
+    "Manga109",
+    "Kodak24",
+    "CBSD68",
+    "BSD68",
+    "McMaster",
+    "LIVE1",
+    "Classic5",
+    "Set12",
+}
 CARD_KEYS = {"name", "preset", "task", "level", "iterations", "seed", "training_data", "command", "config", "torch"}
 
 
-def test_the_package_ships_weights():
-    assert SHIPPED, "no weights in src/panet/pretrained"
+def test_every_task_ships_a_default_for_its_levels():
+    from panet.pretrained import find_weights
+    from panet.tasks import TASKS
+
+    assert {w.task for w in SHIPPED} == set(TASKS), "a task without shipped weights"
+    # every level the command line accepts by default has a network that covers it
+    for task, levels in {
+        "sr": [2, 3, 4],
+        "denoise": [0, 10, 25, 50, 75],
+        "car": [10, 20, 30, 40],
+        "demosaic": [None],
+    }.items():
+        for level in levels:
+            assert find_weights(task, level).covers(level), (task, level)
 
 
 @pytest.mark.parametrize("weights", SHIPPED, ids=[w.name for w in SHIPPED])
 def test_shipped_weights_match_their_card_and_preset(weights):
     card = weights.card
-    assert CARD_KEYS <= set(card), f"card lacks {sorted(CARD_KEYS - set(card))}"
+    assert set(card) >= CARD_KEYS, f"card lacks {sorted(CARD_KEYS - set(card))}"
     assert card["name"] == weights.name and card["task"] == card["config"]["task"] == weights.task
     assert weights.file.stat().st_size < 20 * 2**20  # they live in git
     assert not set(card["training_data"]) & BENCHMARKS, "trained on a benchmark set"

@@ -1,4 +1,5 @@
 """Smoke tests of the scripts that turn shipped weights into documents (with fake, tiny shipped weights)."""
+
 from __future__ import annotations
 
 import json
@@ -18,43 +19,70 @@ def fake_shipped(tmp_path, monkeypatch):
     import panet.pretrained as pretrained
     from panet.weights import save_weights
 
-    for name, preset, task, level in [("tiny-x4", "pa-edsr-s-x4", "sr", 4), ("tiny-dn-gray", "panet-dn-gray-s", "denoise", [0, 30])]:
+    for name, preset, task, level in [
+        ("tiny-x4", "pa-edsr-s-x4", "sr", 4),
+        ("tiny-dn-gray", "panet-dn-gray-s", "denoise", [0, 30]),
+    ]:
         torch.manual_seed(0)
         model = panet.create_model(preset, blocks=2, features=8, attention_reduction=2)
         save_weights(model, tmp_path / f"{name}.safetensors", metadata={"task": task, "level": json.dumps(level)})
-        (tmp_path / f"{name}.json").write_text(json.dumps({"name": name, "preset": preset, "task": task, "level": level,
-                                                           "iterations": 0, "seed": 0, "command": "test"}))
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "name": name,
+                    "preset": preset,
+                    "task": task,
+                    "level": level,
+                    "iterations": 0,
+                    "seed": 0,
+                    "command": "test",
+                }
+            )
+        )
     monkeypatch.setattr(pretrained, "SHIPPED", tmp_path)
     return tmp_path
 
 
 def test_results_plan_follows_task_colours_and_range(fake_shipped):
     import results
+
     from panet.pretrained import list_weights
 
     plans = {w.name: results.plan_for(w) for w in list_weights()}
     assert plans["tiny-x4"] == [("sr", 4, s) for s in ("Set5", "Set14", "B100")]
     # a gray blind denoiser trained for sigma 0..30: the gray sets, only the paper's levels inside its range
-    assert plans["tiny-dn-gray"] == [("denoise", 15, "Set12"), ("denoise", 25, "Set12"), ("denoise", 15, "BSD68"),
-                                     ("denoise", 25, "BSD68")]
+    assert plans["tiny-dn-gray"] == [
+        ("denoise", 15, "Set12"),
+        ("denoise", 25, "Set12"),
+        ("denoise", 15, "BSD68"),
+        ("denoise", 25, "BSD68"),
+    ]
     text = results.render()
     assert "## tiny-x4: sr (x4)" in text and "| Set5 x2 ≥ 37.0 dB | not evaluated | 37.00 |  |" in text
 
 
 def test_results_tables_prefer_the_papers_protocol_and_name_the_tiling(fake_shipped):
     import results
+
     from panet.pretrained import list_weights
 
     card_path = fake_shipped / "tiny-x4.json"
     card = json.loads(card_path.read_text())
     row = {"task": "sr", "level": 4, "set": "Set5", "ssim": 0.9, "seconds": 1.0}
-    card["eval"] = [{**row, "psnr": 31.5, "tiling": "tile32-8"}, {**row, "psnr": 30.5, "tiling": "legacy"},
-                    {**row, "set": "Set14", "psnr": 28.0, "tiling": "tile32-8"}]
+    card["eval"] = [
+        {**row, "psnr": 31.5, "tiling": "tile32-8"},
+        {**row, "psnr": 30.5, "tiling": "legacy"},
+        {**row, "set": "Set14", "psnr": 28.0, "tiling": "tile32-8"},
+    ]
     card_path.write_text(json.dumps(card))
-    assert [(r["set"], r["tiling"]) for r in results.headline_rows(card["eval"])] == [("Set5", "legacy"),
-                                                                                        ("Set14", "tile32-8")]
+    assert [(r["set"], r["tiling"]) for r in results.headline_rows(card["eval"])] == [
+        ("Set5", "legacy"),
+        ("Set14", "tile32-8"),
+    ]
     readme = "\n".join(results.readme_summary())
-    assert "| tiny-x4 | Set5 | x4 | 30.50 | chop |" in readme and "31.50" not in readme  # the chop row, not the better one
+    assert (
+        "| tiny-x4 | Set5 | x4 | 30.50 | chop |" in readme and "31.50" not in readme
+    )  # the chop row, not the better one
     assert "| tiny-x4 | Set14 | x4 | 28.00 | tiles 32/8 |" in readme
     assert "| Set5 x4 ≥ 31.0 dB | 30.50 (chop) | 31.00 | no |" in readme
     text = results.render()  # docs/results.md keeps every row
@@ -68,8 +96,10 @@ def test_results_card_rows_re_evaluates_exactly_the_cards_rows_with_their_tiling
     card_path = fake_shipped / "tiny-x4.json"
     row = {"task": "sr", "level": 4, "ssim": 0.9, "seconds": 1.0}
     card = json.loads(card_path.read_text())
-    card["eval"] = [{**row, "set": "Set5", "psnr": 30.0, "tiling": "legacy"},
-                    {**row, "set": "Set14", "psnr": 27.0, "tiling": "tile32-8"}]
+    card["eval"] = [
+        {**row, "set": "Set5", "psnr": 30.0, "tiling": "legacy"},
+        {**row, "set": "Set14", "psnr": 27.0, "tiling": "tile32-8"},
+    ]
     card_path.write_text(json.dumps(card))
     calls = []
 
@@ -85,7 +115,10 @@ def test_results_card_rows_re_evaluates_exactly_the_cards_rows_with_their_tiling
     # tiny-dn-gray's card lists no rows: nothing evaluated for it, although its plan has four
     assert calls == [("tiny-x4", "Set5", "legacy", 0, 0), ("tiny-x4", "Set14", "tile", 32, 8)]
     card = json.loads(card_path.read_text())
-    assert [(r["set"], r["tiling"], r["psnr"]) for r in card["eval"]] == [("Set5", "legacy", 31.0), ("Set14", "tile32-8", 31.0)]
+    assert [(r["set"], r["tiling"], r["psnr"]) for r in card["eval"]] == [
+        ("Set5", "legacy", 31.0),
+        ("Set14", "tile32-8", 31.0),
+    ]
     assert card["eval_command"]["tile32-8"].endswith("--only tiny-x4 --tiling tile --tile 32 --tile-overlap 8")
     assert "--card-rows" in out.read_text().splitlines()[2]
     monkeypatch.setattr(sys, "argv", ["results.py", "--data-root", "D", "--card-rows", "--tile", "32"])
@@ -98,6 +131,7 @@ def test_results_name_what_restore_runs_where_weights_lose_to_the_baseline(fake_
     import shutil
 
     import results
+
     from panet.pretrained import list_weights
 
     if not (results.BASELINE_CACHE / "denoise_15_Set12_bm3d.json").exists():
@@ -109,17 +143,22 @@ def test_results_name_what_restore_runs_where_weights_lose_to_the_baseline(fake_
     card_path.write_text(json.dumps(card))
     (weights,) = [w for w in list_weights() if w.name == "tiny-dn-gray"]
     assert results.below_baseline_note(weights) == [
-        "Below the best classical baseline at Set12 σ 15. At Set12 σ 15 no other shipped weights cover the level.", ""]
+        "Below the best classical baseline at Set12 σ 15. At Set12 σ 15 no other shipped weights cover the level.",
+        "",
+    ]
     # a model for sigma 15 alone ships too: restore runs it there, and the note says so
     shutil.copyfile(fake_shipped / "tiny-dn-gray.safetensors", fake_shipped / "tiny-dn-gray-sigma15.safetensors")
-    (fake_shipped / "tiny-dn-gray-sigma15.json").write_text(json.dumps({**card, "name": "tiny-dn-gray-sigma15",
-                                                                        "level": 15, "eval": []}))
+    (fake_shipped / "tiny-dn-gray-sigma15.json").write_text(
+        json.dumps({**card, "name": "tiny-dn-gray-sigma15", "level": 15, "eval": []})
+    )
     (weights,) = [w for w in list_weights() if w.name == "tiny-dn-gray"]
     assert results.below_baseline_note(weights)[0] == (
         "Below the best classical baseline at Set12 σ 15. At Set12 σ 15 `panet restore` runs `tiny-dn-gray-sigma15` "
-        "instead (see its table).")
-    assert "Below the best" not in "\n".join(results.below_baseline_note(
-        next(w for w in list_weights() if w.name == "tiny-dn-gray-sigma15")))
+        "instead (see its table)."
+    )
+    assert "Below the best" not in "\n".join(
+        results.below_baseline_note(next(w for w in list_weights() if w.name == "tiny-dn-gray-sigma15"))
+    )
 
 
 def test_gallery_writes_one_sheet_per_weights(fake_shipped, tmp_path, monkeypatch):
@@ -147,9 +186,12 @@ def test_gallery_writes_one_sheet_per_weights(fake_shipped, tmp_path, monkeypatc
     assert "## tiny-x4: sr (x4), Set14 " in text and "![tiny-x4b](gallery/tiny-x4b.png)" in text
     # a model trained for one level is shown at that level (its sheet exists, so no BM3D runs here)
     gray = panet.create_model("panet-dn-gray-s", blocks=2, features=8, attention_reduction=2)
-    panet.save_weights(gray, fake_shipped / "tiny-dn-gray-sigma15.safetensors", metadata={"task": "denoise", "level": "15"})
-    (fake_shipped / "tiny-dn-gray-sigma15.json").write_text(json.dumps(
-        {"name": "tiny-dn-gray-sigma15", "preset": "panet-dn-gray-s", "task": "denoise", "level": 15}))
+    panet.save_weights(
+        gray, fake_shipped / "tiny-dn-gray-sigma15.safetensors", metadata={"task": "denoise", "level": "15"}
+    )
+    (fake_shipped / "tiny-dn-gray-sigma15.json").write_text(
+        json.dumps({"name": "tiny-dn-gray-sigma15", "preset": "panet-dn-gray-s", "task": "denoise", "level": 15})
+    )
     (out / "tiny-dn-gray-sigma15.png").write_bytes(b"old")
     gallery.main()
     assert "## tiny-dn-gray-sigma15: denoise (σ 15), Set12 01, σ 15" in (out.parent / "gallery.md").read_text()
@@ -171,9 +213,11 @@ def test_train_queue_workers_share_one_list_and_wait_for_init_runs(tmp_path):
     for i in range(2):
         write_image(tmp_path / "gt" / f"{i}.png", rng.integers(0, 256, (30, 30, 3), dtype=np.uint8))
     (tmp_path / "configs").mkdir()
-    common = ("task: denoise\nmodel: panet-dn-s\nmodel_overrides: {blocks: 1, features: 8}\n"
-              f"data: {{train: ['{tmp_path / 'gt'}'], val: ['{tmp_path / 'gt'}'], level: [10, 30], patch_size: 12, "
-              "val_images: 1}\niterations: 2\nbatch_size: 2\nval_every: 10\ncheckpoint_every: 1\nlog_every: 1\n")
+    common = (
+        "task: denoise\nmodel: panet-dn-s\nmodel_overrides: {blocks: 1, features: 8}\n"
+        f"data: {{train: ['{tmp_path / 'gt'}'], val: ['{tmp_path / 'gt'}'], level: [10, 30], patch_size: 12, "
+        "val_images: 1}\niterations: 2\nbatch_size: 2\nval_every: 10\ncheckpoint_every: 1\nlog_every: 1\n"
+    )
     (tmp_path / "configs" / "a.yaml").write_text(common + "out_dir: runs/a\n")
     (tmp_path / "configs" / "b.yaml").write_text(common + "out_dir: runs/b\ninit: runs/a/checkpoint.pt\n")
     (tmp_path / "configs" / "c.yaml").write_text(common + "out_dir: runs/c\n")
@@ -181,7 +225,17 @@ def test_train_queue_workers_share_one_list_and_wait_for_init_runs(tmp_path):
     dead.wait()
     (tmp_path / "runs" / "c").mkdir(parents=True)
     (tmp_path / "runs" / "c" / ".queue.lock").write_text(str(dead.pid))
-    cmd = [sys.executable, str(ROOT / "scripts" / "train_queue.py"), "a", "b", "c", "--root", str(tmp_path), "--poll", "0.2"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "train_queue.py"),
+        "a",
+        "b",
+        "c",
+        "--root",
+        str(tmp_path),
+        "--poll",
+        "0.2",
+    ]
     workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     logs = [w.communicate(timeout=300)[0] for w in workers]
     assert [w.returncode for w in workers] == [0, 0], logs
@@ -192,12 +246,18 @@ def test_train_queue_workers_share_one_list_and_wait_for_init_runs(tmp_path):
         assert state["step"] == 2
     runs = tmp_path / "runs"
     assert (runs / "b" / "config.json").stat().st_mtime >= (runs / "a" / "checkpoint.pt").stat().st_mtime  # b after a
-    lone = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), "b", "--root", str(tmp_path)],
-                          capture_output=True, text=True)
+    lone = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_queue.py"), "b", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert lone.returncode == 0 and "b: finished" in lone.stdout
     (tmp_path / "configs" / "d.yaml").write_text(common + "out_dir: runs/d\ninit: runs/nowhere/checkpoint.pt\n")
-    orphan = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_queue.py"), "d", "--root", str(tmp_path)],
-                            capture_output=True, text=True)
+    orphan = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_queue.py"), "d", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert orphan.returncode == 1 and "unfinished and not in this queue" in orphan.stderr
 
 
@@ -216,8 +276,15 @@ def test_attention_finding_follows_the_numbers():
     from attention_levels import finding
 
     def result(low, high):
-        return {"weights": "w", "set": "S", "images": 1, "pixels": 2, "scales": [1.0, 0.9], "uniform": [0.6, 0.4],
-                "sigmas": {"10": {"mean": low, "sem": [0.001, 0.001]}, "50": {"mean": high, "sem": [0.001, 0.001]}}}
+        return {
+            "weights": "w",
+            "set": "S",
+            "images": 1,
+            "pixels": 2,
+            "scales": [1.0, 0.9],
+            "uniform": [0.6, 0.4],
+            "sigmas": {"10": {"mean": low, "sem": [0.001, 0.001]}, "50": {"mean": high, "sem": [0.001, 0.001]}},
+        }
 
     assert "every coarser level gains" in finding(result([0.7, 0.3], [0.5, 0.5]))[-1]
     assert "no coarser level gains" in finding(result([0.5, 0.5], [0.7, 0.3]))[-1]
@@ -229,33 +296,47 @@ def test_ablation_table_puts_variants_side_by_side_and_flags_unequal_runs(tmp_pa
     monkeypatch.setattr(results, "ABLATION", tmp_path)
     assert results.ablation_table() == []
     base = {"task": "sr", "level": 2, "set": "Set5", "ssim": 0.95}
-    for key, label, psnr, iterations in [("pa", "pyramid attention (5 levels)", 36.5, 1500),
-                                         ("none", "no attention", 36.0, 1500)]:
-        (tmp_path / f"sr_Set5_{key}.json").write_text(json.dumps(
-            {**base, "variant": label, "psnr": psnr, "iterations": iterations, "precision": "bf16"}))
+    for key, label, psnr, iterations in [
+        ("pa", "pyramid attention (5 levels)", 36.5, 1500),
+        ("none", "no attention", 36.0, 1500),
+    ]:
+        (tmp_path / f"sr_Set5_{key}.json").write_text(
+            json.dumps({**base, "variant": label, "psnr": psnr, "iterations": iterations, "precision": "bf16"})
+        )
     rows = [line for line in results.ablation_table() if line.startswith("| sr")]
     assert rows == ["| sr | x2 | Set5 | 36.50 / 0.9500 (+0.50) | not run yet | 36.00 / 0.9500 | - | 1500 | bf16 |"]
     assert any("seed-to-seed spread has not been measured" in line for line in results.ablation_table())
-    (tmp_path / "sr_Set5_nonlocal.json").write_text(json.dumps(
-        {**base, "variant": "single-scale non-local", "psnr": 36.25, "iterations": 1500, "precision": "bf16"}))
+    (tmp_path / "sr_Set5_nonlocal.json").write_text(
+        json.dumps(
+            {**base, "variant": "single-scale non-local", "psnr": 36.25, "iterations": 1500, "precision": "bf16"}
+        )
+    )
     (row,) = [line for line in results.ablation_table() if line.startswith("| sr")]
     assert "| 36.25 / 0.9500 (+0.25) | 36.00 / 0.9500 | +0.25 |" in row  # pyramid - single-scale
     # another seed of one variant: reported as the spread, never mixed into the table's seed-0 row
-    (tmp_path / "sr_Set5_none_seed1.json").write_text(json.dumps(
-        {**base, "variant": "no attention", "psnr": 36.1, "seed": 1, "iterations": 1500, "precision": "bf16"}))
+    (tmp_path / "sr_Set5_none_seed1.json").write_text(
+        json.dumps(
+            {**base, "variant": "no attention", "psnr": 36.1, "seed": 1, "iterations": 1500, "precision": "bf16"}
+        )
+    )
     table = results.ablation_table()
     assert [line for line in table if line.startswith("| sr")] == [row]
     assert "* sr x2, Set5, no attention: seeds 0, 1 give 36.00 / 36.10 dB (range 0.10 dB)" in table
     assert not any("difference per seed" in line for line in table)  # only one variant has seed 1
-    for key, label, psnr in [("pa", "pyramid attention (5 levels)", 36.3), ("nonlocal", "single-scale non-local", 36.35)]:
-        (tmp_path / f"sr_Set5_{key}_seed1.json").write_text(json.dumps(
-            {**base, "variant": label, "psnr": psnr, "seed": 1, "iterations": 1500, "precision": "bf16"}))
+    for key, label, psnr in [
+        ("pa", "pyramid attention (5 levels)", 36.3),
+        ("nonlocal", "single-scale non-local", 36.35),
+    ]:
+        (tmp_path / f"sr_Set5_{key}_seed1.json").write_text(
+            json.dumps({**base, "variant": label, "psnr": psnr, "seed": 1, "iterations": 1500, "precision": "bf16"})
+        )
     table = results.ablation_table()
     assert "sr x2, Set5, every variant trained with seeds 0, 1 (difference per seed; mean):" in table
     assert "* pyramid attention (5 levels) − single-scale non-local: +0.25 / -0.05 dB; mean +0.10 dB" in table
     assert "* pyramid attention (5 levels) − no attention: +0.50 / +0.20 dB; mean +0.35 dB" in table
-    (tmp_path / "sr_Set5_none.json").write_text(json.dumps(
-        {**base, "variant": "no attention", "psnr": 36.0, "iterations": 3000}))  # an older fp32 run
+    (tmp_path / "sr_Set5_none.json").write_text(
+        json.dumps({**base, "variant": "no attention", "psnr": 36.0, "iterations": 3000})
+    )  # an older fp32 run
     (row,) = [line for line in results.ablation_table() if line.startswith("| sr")]
     assert row.endswith("| 1500, 3000 (differ!) | bf16, fp32 |")
 
@@ -275,8 +356,15 @@ def test_ship_weights_records_what_a_fine_tune_started_from(fake_shipped, tmp_pa
     torch.manual_seed(1)
     model = panet.create_model("panet-dn-gray-s", blocks=2, features=8, attention_reduction=2)
     panet.save_weights(model, run / "weights.safetensors", metadata={"task": "denoise", "level": "15"})
-    card = {"preset": "panet-dn-gray-s", "task": "denoise", "level": 15, "iterations": 5, "planned_iterations": 5,
-            "command": "panet train configs/tiny-dn-gray-sigma15.yaml", "config": {"init": "runs/blind/weights.safetensors"}}
+    card = {
+        "preset": "panet-dn-gray-s",
+        "task": "denoise",
+        "level": 15,
+        "iterations": 5,
+        "planned_iterations": 5,
+        "command": "panet train configs/tiny-dn-gray-sigma15.yaml",
+        "config": {"init": "runs/blind/weights.safetensors"},
+    }
     (run / "card.json").write_text(json.dumps(card))
     monkeypatch.setattr(sys, "argv", ["ship_weights.py", str(run)])
     ship_weights.main()  # named after its recipe, not its preset (which would overwrite the blind model)
@@ -284,16 +372,29 @@ def test_ship_weights_records_what_a_fine_tune_started_from(fake_shipped, tmp_pa
     digest = hashlib.sha256((blind / "weights.safetensors").read_bytes()).hexdigest()
     assert shipped["name"] == "tiny-dn-gray-sigma15"
     assert shipped["init"] == {"file": "runs/blind/weights.safetensors", "sha256": digest, "shipped_as": "tiny-dn-gray"}
-    assert (fake_shipped / "tiny-dn-gray-sigma15.safetensors").read_bytes() == (run / "weights.safetensors").read_bytes()
+    assert (fake_shipped / "tiny-dn-gray-sigma15.safetensors").read_bytes() == (
+        run / "weights.safetensors"
+    ).read_bytes()
 
 
 def test_tiling_choice_is_the_fastest_setting_within_the_tolerance():
     import tiling
 
-    psnr = {"legacy": {"A": 30.5}, "16/4": {"A": 29.90}, "24/4": {"A": 29.985}, "32/8": {"A": 30.0},
-            "64/16": {"A": 29.99}, "32/8 bf16": {"A": 31.0}}
-    speed = {"legacy": {"s_per_mp": 1.0}, "16/4": {"s_per_mp": 10}, "24/4": {"s_per_mp": 20}, "32/8": {"s_per_mp": 30},
-             "64/16": {"s_per_mp": 90}}
+    psnr = {
+        "legacy": {"A": 30.5},
+        "16/4": {"A": 29.90},
+        "24/4": {"A": 29.985},
+        "32/8": {"A": 30.0},
+        "64/16": {"A": 29.99},
+        "32/8 bf16": {"A": 31.0},
+    }
+    speed = {
+        "legacy": {"s_per_mp": 1.0},
+        "16/4": {"s_per_mp": 10},
+        "24/4": {"s_per_mp": 20},
+        "32/8": {"s_per_mp": 30},
+        "64/16": {"s_per_mp": 90},
+    }
     # legacy and the bf16 row are not candidates; 16/4 is fastest but 0.1 dB worse; 24/4 is within 0.02 dB
     assert tiling.choose(psnr, speed) == ("24/4", 30.0)
     psnr["24/4"] = {"A": 29.97}

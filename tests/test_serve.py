@@ -1,4 +1,5 @@
 """The local web demo: its HTTP API, and the page in a real headless browser (Debian's chromium + Selenium)."""
+
 from __future__ import annotations
 
 import io
@@ -40,10 +41,14 @@ def test_shipped_weights_are_served_by_name(tmp_path, monkeypatch):
     from panet.weights import save_weights
 
     folder = tmp_path / "pretrained"
-    save_weights(panet.create_model("pa-edsr-s-x2", blocks=1, features=8), folder / "sr-tiny-x2.safetensors",
-                 metadata={"task": "sr", "level": "2"})
-    (folder / "sr-tiny-x2.json").write_text(json.dumps({"name": "sr-tiny-x2", "preset": "pa-edsr-s-x2", "task": "sr",
-                                                         "level": 2}))
+    save_weights(
+        panet.create_model("pa-edsr-s-x2", blocks=1, features=8),
+        folder / "sr-tiny-x2.safetensors",
+        metadata={"task": "sr", "level": "2"},
+    )
+    (folder / "sr-tiny-x2.json").write_text(
+        json.dumps({"name": "sr-tiny-x2", "preset": "pa-edsr-s-x2", "task": "sr", "level": 2})
+    )
     monkeypatch.setattr(pretrained, "SHIPPED", folder)
     srv, url = _serve(random_init=False)
     try:
@@ -77,8 +82,11 @@ def test_api_restores_and_reports_errors(server):
         assert Image.open(io.BytesIO(r.read())).size == (56, 48)
     with post(server + "/api/restore?task=denoise&sigma=25", png_bytes(mode="RGBA")) as r:
         assert Image.open(io.BytesIO(r.read())).mode == "RGBA"  # alpha kept
-    for query, body, message in [("task=nope", png_bytes(), "unknown task"), ("task=denoise", b"garbage", "not a readable image"),
-                                 ("task=sr&scale=5", png_bytes(), "scale must be")]:
+    for query, body, message in [
+        ("task=nope", png_bytes(), "unknown task"),
+        ("task=denoise", b"garbage", "not a readable image"),
+        ("task=sr&scale=5", png_bytes(), "scale must be"),
+    ]:
         with pytest.raises(urllib.error.HTTPError) as err:
             post(server + "/api/restore?" + query, body)
         assert err.value.code == 400 and message in json.load(err.value)["error"]
@@ -89,7 +97,9 @@ def _chromium():
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_path = shutil.which("chromedriver")
     if not binary or not driver_path:
-        pytest.skip("the browser test needs Debian's chromium and chromium-driver (apt install chromium chromium-driver)")
+        pytest.skip(
+            "the browser test needs Debian's chromium and chromium-driver (apt install chromium chromium-driver)"
+        )
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
@@ -115,10 +125,16 @@ def test_page_in_a_headless_browser(server, tmp_path):
         level.send_keys("3")
         browser.find_element(By.ID, "file").send_keys(str(image))
         browser.find_element(By.ID, "go").click()
-        WebDriverWait(browser, 120).until(lambda b: b.find_element(By.ID, "status").text.startswith(("done", "error"))
-                                          or "error" in b.find_element(By.ID, "status").get_attribute("class"))
+        WebDriverWait(browser, 120).until(
+            lambda b: (
+                b.find_element(By.ID, "status").text.startswith(("done", "error"))
+                or "error" in b.find_element(By.ID, "status").get_attribute("class")
+            )
+        )
         assert browser.find_element(By.ID, "status").text.startswith("done"), browser.find_element(By.ID, "status").text
-        size = browser.execute_script("const i = document.getElementById('after'); return [i.naturalWidth, i.naturalHeight];")
+        size = browser.execute_script(
+            "const i = document.getElementById('after'); return [i.naturalWidth, i.naturalHeight];"
+        )
         assert size == [90, 60]  # x3
         browser.execute_script("const s = document.getElementById('slider'); s.value = 20; s.oninput();")
         assert "80%" in browser.find_element(By.ID, "before").get_attribute("style")  # the slider moves the split
@@ -151,9 +167,13 @@ def test_bad_request_lines_get_400_not_a_dropped_connection(server):
     head = f"POST /api/restore?task=denoise HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n".encode()
     assert _status(_raw_request(server, head + b"Content-Length: abc\r\n\r\n")) == 400
     assert _status(_raw_request(server, head + b"Content-Length: -5\r\n\r\n")) == 400
-    for query, message in [("task=sr&scale=inf", "finite"), ("task=sr&scale=2.9", "scale must be 2, 3 or 4"),
-                           ("task=denoise&sigma=nan", "finite"), ("task=denoise&sigma=abc", "must be a number"),
-                           ("task=car&quality=10.5", "integer")]:
+    for query, message in [
+        ("task=sr&scale=inf", "finite"),
+        ("task=sr&scale=2.9", "scale must be 2, 3 or 4"),
+        ("task=denoise&sigma=nan", "finite"),
+        ("task=denoise&sigma=abc", "must be a number"),
+        ("task=car&quality=10.5", "integer"),
+    ]:
         with pytest.raises(urllib.error.HTTPError) as err:
             post(server + "/api/restore?" + query, png_bytes())
         assert err.value.code == 400 and message in json.load(err.value)["error"], query
@@ -161,10 +181,16 @@ def test_bad_request_lines_get_400_not_a_dropped_connection(server):
 
 def test_other_origins_and_hosts_are_refused(server):
     port = server.rsplit(":", 1)[1]
-    for headers in [{"Origin": "http://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
-                    {"Host": f"evil.example:{port}"}, {"Content-Type": "text/plain", "Origin": "http://evil.example"}]:
-        request = urllib.request.Request(server + "/api/restore?task=denoise&sigma=25", data=png_bytes(),
-                                         method="POST", headers=headers)
+    for headers in [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Host": f"evil.example:{port}"},
+        {"Content-Type": "text/plain", "Origin": "http://evil.example"},
+    ]:
+        request = urllib.request.Request(
+            server + "/api/restore?task=denoise&sigma=25", data=png_bytes(), method="POST", headers=headers
+        )
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(request, timeout=60)
         assert err.value.code == 403, headers
@@ -172,8 +198,9 @@ def test_other_origins_and_hosts_are_refused(server):
         urllib.request.urlopen(urllib.request.Request(server + "/", headers={"Host": f"evil.example:{port}"}))
     assert err.value.code == 403
     same = {"Origin": server, "Sec-Fetch-Site": "same-origin"}  # what the page itself sends
-    request = urllib.request.Request(server + "/api/restore?task=denoise&sigma=25", data=png_bytes(), method="POST",
-                                     headers=same)
+    request = urllib.request.Request(
+        server + "/api/restore?task=denoise&sigma=25", data=png_bytes(), method="POST", headers=same
+    )
     with urllib.request.urlopen(request, timeout=120) as r:
         assert r.status == 200
 
@@ -216,6 +243,7 @@ def test_a_full_queue_answers_503_and_bursts_are_not_reset(tmp_path, monkeypatch
     try:
         srv.service._run.acquire()  # a restore "in progress": requests queue behind it
         try:
+
             def call(_):
                 try:
                     with post(url, png_bytes(16, 16)) as r:
@@ -283,8 +311,11 @@ def test_progress_is_reported_while_a_restore_runs(tmp_path, monkeypatch):
     try:
         srv.service._run.acquire()  # hold the restore: the job must first show as queued
         result = {}
-        thread = threading.Thread(target=lambda: result.update(
-            status=post(url + "/api/restore?task=denoise&sigma=25&job=abc123", png_bytes(40, 40)).status))
+        thread = threading.Thread(
+            target=lambda: result.update(
+                status=post(url + "/api/restore?task=denoise&sigma=25&job=abc123", png_bytes(40, 40)).status
+            )
+        )
         thread.start()
         import time
 

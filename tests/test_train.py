@@ -28,7 +28,7 @@ batch_size: 2
 val_every: 3
 checkpoint_every: 2
 log_every: 1
-out_dir: "{tmp_path / 'run'}"
+out_dir: "{tmp_path / "run"}"
 """
     )
     return config
@@ -89,9 +89,13 @@ def test_precision_auto_follows_the_cpu_and_the_card_records_it(tiny, tmp_path, 
 
     import panet.train as train_module
 
-    monkeypatch.setattr(train_module, "resolve_precision",
-                        lambda precision, device: "bf16" if native and precision == "auto" else
-                        ("fp32" if precision == "auto" else precision))
+    monkeypatch.setattr(
+        train_module,
+        "resolve_precision",
+        lambda precision, device: (
+            "bf16" if native and precision == "auto" else ("fp32" if precision == "auto" else precision)
+        ),
+    )
     seen = []
     real_autocast = torch.autocast
 
@@ -113,8 +117,11 @@ def test_auto_precision_follows_the_measured_speed_not_the_cpu_flags(monkeypatch
     def simulate(native: bool, fp32_seconds: float, bf16_seconds: float) -> str:
         hardware.bf16_speedup.cache_clear()
         monkeypatch.setattr(hardware, "_cpu_bf16", lambda: native)
-        monkeypatch.setattr(hardware, "_time_workload",
-                            lambda dtype, repeats=3: fp32_seconds if dtype == torch.float32 else bf16_seconds)
+        monkeypatch.setattr(
+            hardware,
+            "_time_workload",
+            lambda dtype, repeats=3: fp32_seconds if dtype == torch.float32 else bf16_seconds,
+        )
         return hardware.resolve_precision("auto", "cpu")
 
     try:
@@ -123,7 +130,9 @@ def test_auto_precision_follows_the_measured_speed_not_the_cpu_flags(monkeypatch
         assert simulate(True, 1.0, 0.5) == "bf16"  # Zen 4/5-like: 2x
         assert simulate(True, 1.0, 1.9) == "fp32"  # bf16 flags, but measured slower (AMX hidden by a hypervisor)
         assert simulate(True, 1.0, 0.9) == "fp32"  # 1.1x: below BF16_MIN_SPEEDUP
-        assert hardware.resolve_precision("fp32", "cpu") == "fp32" and hardware.resolve_precision("bf16", "cpu") == "bf16"
+        assert (
+            hardware.resolve_precision("fp32", "cpu") == "fp32" and hardware.resolve_precision("bf16", "cpu") == "bf16"
+        )
     finally:
         hardware.bf16_speedup.cache_clear()
 
@@ -138,8 +147,21 @@ def test_torchrun_two_cpu_processes_match_one_process(tiny, tmp_path):
     single = load_config(tiny, [*overrides, f"out_dir={tmp_path / 'one'}"])
     train(single, quiet=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "panet", "train", str(tiny), "--quiet", *overrides, f"out_dir={tmp_path / 'two'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "panet",
+        "train",
+        str(tiny),
+        "--quiet",
+        *overrides,
+        f"out_dir={tmp_path / 'two'}",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     a = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
@@ -206,6 +228,12 @@ def test_curves_png_is_written(tiny, tmp_path):
     train(load_config(tiny, [f"out_dir={tmp_path / 'plot'}", "iterations=3"]), quiet=True)
     with Image.open(tmp_path / "plot" / "curves.png") as image:
         assert image.size == (960, 320)
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    colours = {tuple(p) for p in pixels}
+    # the smoothed loss curve (dark blue) and the validation PSNR (red) are drawn, each in its own panel
+    assert (30, 70, 160) in colours and (200, 60, 40) in colours
+    left = np.asarray(Image.open(tmp_path / "plot" / "curves.png").convert("RGB"))[:, :480].reshape(-1, 3)
+    assert not ((left == (200, 60, 40)).all(1)).any(), "validation drawn in the loss panel"
 
 
 def test_validation_reference_is_the_classical_baseline_on_the_validation_images(tiny, tmp_path):
@@ -218,7 +246,10 @@ def test_validation_reference_is_the_classical_baseline_on_the_validation_images
     from panet.tasks import to_gray_y
 
     run = tmp_path / "car"
-    train(load_config(tiny, [f"out_dir={run}", "iterations=1", "task=car", "model=panet-car-s", "data.level=20"]), quiet=True)
+    train(
+        load_config(tiny, [f"out_dir={run}", "iterations=1", "task=car", "model=panet-car-s", "data.level=20"]),
+        quiet=True,
+    )
     reference = json.loads((run / "val_reference.json").read_text())
     first = find_images(tmp_path / "gt")[0]  # val_images: 1
     gray = to_gray_y(read_image(first))
@@ -263,8 +294,20 @@ def test_run_writes_ema_weights_and_a_card(tiny, tmp_path):
 
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-BENCHMARK_SETS = {"Set5", "Set14", "B100", "Urban100", "Manga109", "Kodak24", "CBSD68", "BSD68", "McMaster", "LIVE1",
-                  "Classic5", "Set12"}
+BENCHMARK_SETS = {
+    "Set5",
+    "Set14",
+    "B100",
+    "Urban100",
+    "Manga109",
+    "Kodak24",
+    "CBSD68",
+    "BSD68",
+    "McMaster",
+    "LIVE1",
+    "Classic5",
+    "Set12",
+}
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)

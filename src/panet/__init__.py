@@ -5,6 +5,7 @@ Importing ``panet`` is light: submodules load on first use.
     >>> import panet
     >>> net = panet.create_model("panet-dn-s")
 """
+
 from __future__ import annotations
 
 import importlib
@@ -33,7 +34,7 @@ _EXPORTS = {
     "restore": "restoration",
     "load_model": "pretrained",
     "list_weights": "pretrained",
-    "imresize": "imresize",
+    "imresize": "matlab_resize",
     "get_task": "tasks",
 }
 
@@ -55,11 +56,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .attention import PyramidAttention, patch_attention, pyramid_attention
-    from .imresize import imresize
     from .inference import forward_chop, forward_ensemble, forward_reflect_padded, forward_tiled
+    from .matlab_resize import imresize
+    from .model import PANet, count_parameters
     from .pretrained import list_weights, load_model
+    from .registry import create_model, get_preset, list_models
     from .restoration import restore
     from .tasks import get_task
-    from .model import PANet, count_parameters
-    from .registry import create_model, get_preset, list_models
     from .weights import from_official, load_weights, save_weights, to_official

@@ -21,10 +21,11 @@ Example:
     >>> block(torch.randn(2, 16, 20, 24)).shape
     torch.Size([2, 16, 20, 24])
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -35,8 +36,8 @@ from .hardware import native_bf16
 
 __all__ = [
     "PyramidAttention",
-    "pyramid_attention",
     "patch_attention",
+    "pyramid_attention",
     "pyramid_scales",
     "pyramid_sizes",
 ]
@@ -70,6 +71,7 @@ def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
 # Tiled kernel
 # --------------------------------------------------------------------------
 
+
 def _onednn_available(t: Tensor) -> bool:
     return (
         t.device.type == "cpu"
@@ -87,7 +89,7 @@ class _Gemm:
     Elsewhere it is a plain ``mm``.
     """
 
-    __slots__ = ("w", "packed")
+    __slots__ = ("packed", "w")
 
     def __init__(self, w: Tensor, rows_hint: int, onednn: bool):
         self.w = w
@@ -117,7 +119,7 @@ def _soft_forward(q: Tensor, scale: float, kt: Tensor, vt: Tensor, qb: int, kb: 
     every tile. Row sums are of the fp32 exponentials, also when the weighted
     sum runs in low precision.
     """
-    n, n_keys, dv = q.shape[0], kt.shape[1], vt.shape[0]
+    n, n_keys, _dv = q.shape[0], kt.shape[1], vt.shape[0]
     onednn = _onednn_available(q)
     low_precision = pv_dtype is not None and pv_dtype != q.dtype
     # [scale * q, -m]: the scaled queries are written straight into the GEMM operand (no separate copy)
@@ -160,7 +162,7 @@ def _soft_forward(q: Tensor, scale: float, kt: Tensor, vt: Tensor, qb: int, kb: 
                 tile_sum = s.exp_().sum(1)
             rowsum[q0:q1] += tile_sum
             if low_precision:
-                p = p_buffer[: s.numel()].view(s.shape)
+                p = p_buffer[: s.numel()].view(s.shape)  # type: ignore[index]  # allocated when low_precision
                 p.copy_(s)
                 acc[q0:q1] += value(p).to(acc.dtype)
             else:
@@ -247,12 +249,11 @@ class _PatchAttention(torch.autograd.Function):
             delta = (grad_out * out).sum(-1)
             for b in range(qs.shape[0]):
                 # every key column of dkt[b] and dvt[b] is written exactly once (sums stay in the compute dtype)
-                _soft_backward(qs[b], kt[b], vt[b], stat[b], grad_out[b], delta[b], dq[b], dkt[b], dvt[b], qb, kb,
-                               ctx.low_dtype)
+                _soft_backward(
+                    qs[b], kt[b], vt[b], stat[b], grad_out[b], delta[b], dq[b], dkt[b], dvt[b], qb, kb, ctx.low_dtype
+                )
             dq.mul_(ctx.softmax_scale)
-        return (
-            dq if need_q else None, dkt if need_k else None, dvt if need_v else None, None, None, None, None, None
-        )
+        return (dq if need_q else None, dkt if need_k else None, dvt if need_v else None, None, None, None, None, None)
 
 
 _SUM_CHUNK = 1 << 22  # elements of the kept low-precision P (and dS) tiles in _soft_backward_low: 8 MB each in bf16
@@ -332,7 +333,7 @@ def _soft_backward_low(qs, kt, vt, lse, g, delta, dq, dkt, dvt, qb: int, kb: int
                 dv_sum, dk_sum = dv.to(qs.dtype), dk.to(qs.dtype)
             else:
                 dv_sum += dv
-                dk_sum += dk
+                dk_sum += dk  # type: ignore[operator]  # set with dv_sum
         dvt[:, k0:k1] = dv_sum
         dkt[:, k0:k1] = dk_sum
 
@@ -389,7 +390,12 @@ def patch_attention(
     if queries.dim() != 3 or keys_t.dim() != 3 or values_t.dim() != 3:
         raise ValueError("patch_attention expects queries (B,N,dk), keys_t (B,dk,L), values_t (B,dv,L)")
     b = queries.shape[0]
-    if keys_t.shape[0] != b or values_t.shape[0] != b or keys_t.shape[1] != queries.shape[2] or values_t.shape[2] != keys_t.shape[2]:
+    if (
+        keys_t.shape[0] != b
+        or values_t.shape[0] != b
+        or keys_t.shape[1] != queries.shape[2]
+        or values_t.shape[2] != keys_t.shape[2]
+    ):
         raise ValueError(
             f"shape mismatch: queries {tuple(queries.shape)}, keys_t {tuple(keys_t.shape)}, values_t {tuple(values_t.shape)}"
         )
@@ -407,13 +413,18 @@ def patch_attention(
     with torch.autocast(queries.device.type, enabled=False):
         # bf16/fp16 keys and values (autocast convolutions) widen to fp32 exactly: the kernel does it tile by tile
         q = queries.to(dtype)  # any strides: the kernel copies each sample once, scaled, into its GEMM operand
-        kt, vt = (t.contiguous() if _widens_exactly(t.dtype, dtype) else t.to(dtype).contiguous() for t in (keys_t, values_t))
-        return _patch_attention_kernel(q, kt, vt, float(softmax_scale), bool(hard), int(query_block), int(key_block), pv_dtype)
+        kt, vt = (
+            t.contiguous() if _widens_exactly(t.dtype, dtype) else t.to(dtype).contiguous() for t in (keys_t, values_t)
+        )
+        return _patch_attention_kernel(
+            q, kt, vt, float(softmax_scale), bool(hard), int(query_block), int(key_block), pv_dtype
+        )
 
 
 # --------------------------------------------------------------------------
 # The block
 # --------------------------------------------------------------------------
+
 
 def _pyramid_keys_values(x: Tensor, sizes, embed_key, embed_value) -> tuple[Tensor, Tensor]:
     """Unfolded keys and values of all levels, (B, C*9, L) each."""
@@ -421,24 +432,30 @@ def _pyramid_keys_values(x: Tensor, sizes, embed_key, embed_value) -> tuple[Tens
     if torch.is_grad_enabled():
         # Training: one cat. Slice-assigning into a buffer would make autograd clone the whole
         # (B, C*9, L) gradient once per level in the backward pass.
-        pairs = [(F.unfold(embed_key(level), PATCH, padding=1), F.unfold(embed_value(level), PATCH, padding=1))
-                 for level in levels]
+        pairs = [
+            (F.unfold(embed_key(level), PATCH, padding=1), F.unfold(embed_value(level), PATCH, padding=1))
+            for level in levels
+        ]
         return torch.cat([k for k, _ in pairs], 2), torch.cat([v for _, v in pairs], 2)
     # Inference: straight into one buffer each (a list + cat would hold both copies at once).
     n_keys = sum(hl * wl for hl, wl in sizes)
-    keys_t = values_t = None
+    buffers: tuple[Tensor, Tensor] | None = None
     start = 0
     for level in levels:
         k_level = F.unfold(embed_key(level), PATCH, padding=1)
         v_level = F.unfold(embed_value(level), PATCH, padding=1)
-        if keys_t is None:
-            keys_t = k_level.new_empty(x.shape[0], k_level.shape[1], n_keys)
-            values_t = v_level.new_empty(x.shape[0], v_level.shape[1], n_keys)
+        if buffers is None:
+            buffers = (
+                k_level.new_empty(x.shape[0], k_level.shape[1], n_keys),
+                v_level.new_empty(x.shape[0], v_level.shape[1], n_keys),
+            )
+        keys_t, values_t = buffers
         keys_t[:, :, start : start + k_level.shape[2]] = k_level
         values_t[:, :, start : start + v_level.shape[2]] = v_level
         start += k_level.shape[2]
         del k_level, v_level
-    return keys_t, values_t
+    assert buffers is not None  # a pyramid has at least one level
+    return buffers
 
 
 # Inference on small feature maps (restore tiles): a sample's whole N x L score matrix fits in this many fp32
@@ -447,8 +464,9 @@ def _pyramid_keys_values(x: Tensor, sizes, embed_key, embed_value) -> tuple[Tens
 DIRECT_SCORES = 1 << 22
 
 
-def _small_map_attention(x: Tensor, sizes, embed_query, embed_key, embed_value, softmax_scale: float,
-                         norm_eps: float, pv_dtype) -> Tensor:
+def _small_map_attention(
+    x: Tensor, sizes, embed_query, embed_key, embed_value, softmax_scale: float, norm_eps: float, pv_dtype
+) -> Tensor:
     """Inference attention of a small feature map: (B, N, C*9) patches before the fold.
 
     The normalised keys of all levels go into one (B, L, C/r*9) buffer, the values stay per level; each key patch's
@@ -544,7 +562,9 @@ def pyramid_attention(
     b, _, h, w = x.shape
     sizes = pyramid_sizes(h, w, levels)
     if levels < 1 or min(min(s) for s in sizes) < 1:
-        raise ValueError(f"a {h}x{w} feature map is too small for {levels} pyramid levels (the smallest level is empty)")
+        raise ValueError(
+            f"a {h}x{w} feature map is too small for {levels} pyramid levels (the smallest level is empty)"
+        )
     if b == 0:
         return x * res_scale
     n_keys = sum(hl * wl for hl, wl in sizes)
@@ -634,7 +654,9 @@ class PyramidAttention(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"PyramidAttention({self.channels}) expects (B, {self.channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(
+                f"PyramidAttention({self.channels}) expects (B, {self.channels}, H, W), got {tuple(x.shape)}"
+            )
         return pyramid_attention(
             x,
             self.query,

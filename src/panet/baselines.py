@@ -8,19 +8,25 @@ Each baseline maps a degraded uint8 HxWxC image to a restored uint8 image:
 * ``menon`` / ``malvar`` (demosaicing): Menon 2007 and Malvar 2004 (PyPI
   ``colour-demosaicing``, extra ``baselines``), on the GRBG mosaic.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from .degrade import bayer_mask
 from .errors import UnknownNameError
-from .imresize import imresize
+from .matlab_resize import imresize
 
 Restorer = Callable[[np.ndarray], np.ndarray]
-BASELINES = {"bicubic": ("sr",), "identity": ("sr", "denoise", "car", "demosaic"), "bm3d": ("denoise",),
-             "menon": ("demosaic",), "malvar": ("demosaic",)}
+BASELINES = {
+    "bicubic": ("sr",),
+    "identity": ("sr", "denoise", "car", "demosaic"),
+    "bm3d": ("denoise",),
+    "menon": ("demosaic",),
+    "malvar": ("demosaic",),
+}
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -36,7 +42,9 @@ def _optional(module: str, extra_name: str):
             warnings.simplefilter("ignore")
             return importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"this baseline needs the optional package {extra_name!r}: pip install {extra_name}") from None
+        raise ImportError(
+            f"this baseline needs the optional package {extra_name!r}: pip install {extra_name}"
+        ) from None
 
 
 def make_baseline(name: str, task: str, level: float | None) -> Restorer:
@@ -50,9 +58,13 @@ def make_baseline(name: str, task: str, level: float | None) -> Restorer:
             raise ValueError("identity is not an SR baseline (sizes differ); use bicubic")
         return lambda img: img
     if name == "bicubic":
+        if level is None:
+            raise ValueError("the bicubic baseline needs the SR scale")
         scale = int(level)
         return lambda img: imresize(img, scale)
     if name == "bm3d":
+        if level is None:
+            raise ValueError("the BM3D baseline needs the noise sigma")
         bm3d = _optional("bm3d", "bm3d")
         sigma = float(level) / 255.0
 

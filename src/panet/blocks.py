@@ -1,4 +1,5 @@
 """Building blocks of the PANet / PA-EDSR trunks (EDSR style)."""
+
 from __future__ import annotations
 
 import torch.nn as nn
@@ -17,6 +18,8 @@ class ResBlock(nn.Module):
     across all of its trunk blocks (a quirk its released weights depend on), so
     the owning network registers that activation once.
     """
+
+    _act: nn.Module
 
     def __init__(self, channels: int, act: nn.Module, res_scale: float = 1.0):
         super().__init__()

@@ -14,13 +14,14 @@ Example:
     ...                    patch_size=48, colors=1)                      # doctest: +SKIP
     >>> x, y = pairs[0]                                                   # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -133,7 +134,7 @@ class Level:
     high: float
 
     @classmethod
-    def parse(cls, level: float | Sequence[float] | None) -> "Level":
+    def parse(cls, level: float | Sequence[float] | None) -> Level:
         if level is None:
             return cls(0, 0)
         if isinstance(level, (int, float)):
@@ -198,8 +199,11 @@ class TrainPairs(torch.utils.data.Dataset):
             files = [f for f in files if f not in set(small)]
             if not files:
                 raise ValueError(f"every training image is smaller than the {need}px patch")
-            print(f"note: skipping {len(small)} training image(s) smaller than the {need}px patch "
-                  f"({', '.join(f.name for f in small[:3])}{', ...' if len(small) > 3 else ''})", file=sys.stderr)
+            print(
+                f"note: skipping {len(small)} training image(s) smaller than the {need}px patch "
+                f"({', '.join(f.name for f in small[:3])}{', ...' if len(small) > 3 else ''})",
+                file=sys.stderr,
+            )
         self.colors = 1 if self.task.name == "car" else colors
         self.images = ImageCache(files, None if self.task.name == "car" else self.colors)
         self.scale = int(self.level.low) if self.task.name == "sr" else 1
@@ -249,7 +253,13 @@ class EvalPairs:
     """Whole benchmark images with deterministic degradations (the seed of each image comes from its name)."""
 
     def __init__(
-        self, folder: str | os.PathLike, *, task: str, level: float | None, colors: int | None = 3, seed: int = 0,
+        self,
+        folder: str | os.PathLike,
+        *,
+        task: str,
+        level: float | None,
+        colors: int | None = 3,
+        seed: int = 0,
         crop: int | None = None,
     ):
         """``colors``: channels to read the images with (None: as stored). SR and

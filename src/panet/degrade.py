@@ -12,6 +12,7 @@ Example:
     >>> mosaic(img)[0, 0].tolist()  # GRBG: green at the top-left
     [0, 128, 0]
 """
+
 from __future__ import annotations
 
 import io
@@ -19,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from .imresize import imresize
+from .matlab_resize import imresize
 
 BAYER_PATTERNS = ("GRBG", "RGGB", "GBRG", "BGGR")
 _CHANNEL = {"R": 0, "G": 1, "B": 2}

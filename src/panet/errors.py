@@ -1,4 +1,5 @@
 """Errors panet raises for names it does not know."""
+
 from __future__ import annotations
 
 

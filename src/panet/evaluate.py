@@ -5,6 +5,7 @@ image. Network outputs are clamped and rounded to 8 bit, as the release saved
 its outputs before scoring them with MATLAB. PSNR and SSIM follow the task's
 protocol (:mod:`panet.tasks`). Set means are means of per-image values.
 """
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,8 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -33,7 +34,13 @@ class ImageResult:
 
 
 def network_restorer(
-    model, task: str | None, *, tiling: str = "legacy", device: str = "cpu", tile: int = 128, overlap: int = 16,
+    model,
+    task: str | None,
+    *,
+    tiling: str = "legacy",
+    device: str = "cpu",
+    tile: int = 128,
+    overlap: int = 16,
     precision: str = "fp32",
 ) -> Restorer:
     """Wrap a network: uint8 HxWxC in, uint8 out, with the release's tiling by default.
@@ -52,8 +59,17 @@ def network_restorer(
     model = model.to(device).eval()
 
     def restore(img: np.ndarray) -> np.ndarray:
-        return to_uint8(run_network(model, to_tensor(img).to(device), task=task, tiling=tiling, tile=tile,
-                                    overlap=overlap, precision=precision))
+        return to_uint8(
+            run_network(
+                model,
+                to_tensor(img).to(device),
+                task=task,
+                tiling=tiling,
+                tile=tile,
+                overlap=overlap,
+                precision=precision,
+            )
+        )
 
     return restore
 
@@ -68,8 +84,12 @@ def evaluate_set(
         out = restorer(item.degraded)
         seconds = time.perf_counter() - start
         if out.shape != item.target.shape:
-            raise ValueError(f"{set_name}/{item.image}: output {out.shape} but ground truth {item.target.shape}")
-        results.append(ImageResult(set_name, item.name, psnr(out, item.target, **options), ssim(out, item.target, **options), seconds))
+            raise ValueError(f"{set_name}/{item.name}: output {out.shape} but ground truth {item.target.shape}")
+        results.append(
+            ImageResult(
+                set_name, item.name, psnr(out, item.target, **options), ssim(out, item.target, **options), seconds
+            )
+        )
         if progress:
             progress()
     return results
@@ -98,7 +118,9 @@ def format_table(results: Sequence[ImageResult], *, per_image: bool = True) -> s
             value = "inf" if math.isinf(r.psnr) else f"{r.psnr:.2f}"
             lines.append(f"{r.set:<10} {r.image:<16} {value:>8} {r.ssim:>7.4f} {r.seconds:>8.3f}")
     for name, s in summarize(results).items():
-        lines.append(f"{name:<10} {'mean (' + str(s['images']) + ')':<16} {s['psnr']:>8.2f} {s['ssim']:>7.4f} {s['seconds']:>8.3f}")
+        lines.append(
+            f"{name:<10} {'mean (' + str(s['images']) + ')':<16} {s['psnr']:>8.2f} {s['ssim']:>7.4f} {s['seconds']:>8.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -108,6 +130,7 @@ def write_results(path: str | os.PathLike, results: Sequence[ImageResult], meta:
 
     path = os.fspath(path)
     if path.endswith(".csv"):
+
         def write(tmp):
             with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(f, fieldnames=list(ImageResult.__dataclass_fields__))
@@ -119,4 +142,5 @@ def write_results(path: str | os.PathLike, results: Sequence[ImageResult], meta:
         def write(tmp):
             with open(tmp, "w") as f:
                 json.dump(payload, f, indent=1)
+
     atomic_write(path, write)

@@ -15,6 +15,7 @@ level i. The output pixel itself also receives the pasted patches of its 8 neigh
 is the one aligned with it. Attention is computed on ``window`` x ``window`` input pixels around the pixel (the
 whole image when smaller), as a tiled restore would see it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attention import PATCH, pyramid_scales, pyramid_sizes, _resize
+from .attention import PATCH, _resize, pyramid_scales, pyramid_sizes
 
 
 class _BlockInputCaptured(Exception):
@@ -89,7 +90,9 @@ def attention_for_pixel(model, image: np.ndarray, *, y: int, x: int, window: int
         maps.append(part.view(hl, wl).numpy())
         shares.append(float(part.sum()))
         start += hl * wl
-    return PixelAttention(shares, maps, pyramid_scales(block.levels), (top, left, crop.shape[0], crop.shape[1]), (py, px))
+    return PixelAttention(
+        shares, maps, pyramid_scales(block.levels), (top, left, crop.shape[0], crop.shape[1]), (py, px)
+    )
 
 
 def render(image: np.ndarray, result: PixelAttention, path, *, cell: int = 192) -> None:
@@ -104,11 +107,11 @@ def render(image: np.ndarray, result: PixelAttention, path, *, cell: int = 192) 
     gray = crop.mean(axis=2) if crop.shape[2] > 1 else crop[:, :, 0]
     zoom = cell / max(hh, ww)
     size = (max(1, round(ww * zoom)), max(1, round(hh * zoom)))
-    base = Image.fromarray(np.uint8(np.clip(gray, 0, 1) * 255)).resize(size, Image.BILINEAR)
+    base = Image.fromarray(np.uint8(np.clip(gray, 0, 1) * 255)).resize(size, Image.Resampling.BILINEAR)
     panels = []
     for scale, share, heat in zip(result.scales, result.shares, result.maps):
         norm = heat / heat.max() if heat.max() > 0 else heat
-        heat_img = Image.fromarray(np.uint8(norm * 255)).resize(size, Image.BILINEAR)
+        heat_img = Image.fromarray(np.uint8(norm * 255)).resize(size, Image.Resampling.BILINEAR)
         h = np.asarray(heat_img, dtype=np.float32) / 255.0
         b = np.asarray(base, dtype=np.float32)[:, :, None] / 255.0 * 0.6
         rgb = np.concatenate([b + 0.8 * h[:, :, None] * np.array([1.0, 0.35, 0.0])], axis=2)

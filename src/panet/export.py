@@ -10,11 +10,12 @@ batched matrix products. It is exact (the tests check parity with the package's 
 with the square of the image area: about 4 * (H*W) * 3.3 * (H*W) bytes for the scores, e.g. 0.2 GB for a 64x64
 input and 3.5 GB for 128x128. Run exported models on tiles, as `panet restore` does.
 """
+
 from __future__ import annotations
 
 import math
 import os
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -31,15 +32,15 @@ class _PlainPyramidAttention(nn.Module):
     def __init__(self, block: PyramidAttention):
         super().__init__()
         self.query, self.key, self.value = block.query, block.key, block.value
-        self.scales: List[float] = pyramid_scales(block.levels)
+        self.scales: list[float] = pyramid_scales(block.levels)
         self.softmax_scale, self.res_scale = float(block.softmax_scale), float(block.res_scale)
         self.norm_eps, self.hard = float(block.norm_eps), bool(block.hard)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[2], x.shape[3]
-        queries = F.unfold(self.query(x), [3, 3], padding=[1, 1]).transpose(1, 2)
-        keys: List[Tensor] = []
-        values: List[Tensor] = []
+        queries = F.unfold(self.query(x), (3, 3), padding=(1, 1)).transpose(1, 2)
+        keys: list[Tensor] = []
+        values: list[Tensor] = []
         for s in self.scales:
             if s == 1.0:
                 level = x
@@ -49,8 +50,8 @@ class _PlainPyramidAttention(nn.Module):
                 else:  # torch.export: keep the sizes symbolic (float() would specialise them)
                     size = [math.floor(torch.sym_float(h) * s), math.floor(torch.sym_float(w) * s)]
                 level = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-            keys.append(F.unfold(self.key(level), [3, 3], padding=[1, 1]))
-            values.append(F.unfold(self.value(level), [3, 3], padding=[1, 1]))
+            keys.append(F.unfold(self.key(level), (3, 3), padding=(1, 1)))
+            values.append(F.unfold(self.value(level), (3, 3), padding=(1, 1)))
         k = torch.cat(keys, 2)
         v = torch.cat(values, 2)
         k = k / torch.linalg.vector_norm(k, 2.0, dim=[1], keepdim=True).clamp_min(self.norm_eps)
@@ -60,7 +61,7 @@ class _PlainPyramidAttention(nn.Module):
         else:
             weights = torch.softmax(self.softmax_scale * scores, dim=-1)
         out = torch.bmm(weights, v.transpose(1, 2))
-        return F.fold(out.transpose(1, 2), [h, w], [3, 3], padding=[1, 1]) / 4 + self.res_scale * x
+        return F.fold(out.transpose(1, 2), (h, w), (3, 3), padding=(1, 1)) / 4 + self.res_scale * x
 
 
 class _PlainResBlock(nn.Module):
@@ -75,10 +76,13 @@ class _PlainResBlock(nn.Module):
 class ExportablePANet(nn.Module):
     """The same network and weights as a :class:`panet.PANet`, in traceable and scriptable form."""
 
+    if TYPE_CHECKING:  # a registered buffer; a run-time class annotation would confuse TorchScript
+        rgb_mean: Tensor
+
     def __init__(self, model: PANet):
         super().__init__()
         self.head, self.tail = model.head, model.tail
-        body: List[nn.Module] = []
+        body: list[nn.Module] = []
         for layer in model.body:
             if isinstance(layer, ResBlock):
                 body.append(_PlainResBlock(layer))
@@ -89,7 +93,9 @@ class ExportablePANet(nn.Module):
         self.body = nn.Sequential(*body)
         self.upsample = model.upsample if model.upsample is not None else nn.Identity()
         self.has_mean = model.rgb_mean is not None
-        self.register_buffer("rgb_mean", model.rgb_mean.clone() if self.has_mean else torch.zeros(1, model.colors, 1, 1))
+        self.register_buffer(
+            "rgb_mean", model.rgb_mean.clone() if model.rgb_mean is not None else torch.zeros(1, model.colors, 1, 1)
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         if self.has_mean:
@@ -101,8 +107,9 @@ class ExportablePANet(nn.Module):
         return y
 
 
-def export_model(model: PANet, path: str | os.PathLike, *, format: str, example_size: int = 48,
-                 opset: Optional[int] = None) -> None:
+def export_model(
+    model: PANet, path: str | os.PathLike, *, format: str, example_size: int = 48, opset: int | None = None
+) -> None:
     """Write ``model`` as ONNX (``format="onnx"``, needs the ``onnx`` extra) or TorchScript, dynamic H and W."""
     from .files import atomic_write
 
@@ -120,11 +127,21 @@ def export_model(model: PANet, path: str | os.PathLike, *, format: str, example_
         raise ImportError("ONNX export needs the onnx extra: pip install 'panet[onnx]'") from None
     x = torch.rand(1, model.colors, example_size, example_size)
     height, width = torch.export.Dim("height", min=8, max=8192), torch.export.Dim("width", min=8, max=8192)
-    kwargs = {} if opset is None else {"opset_version": opset}
+    kwargs: dict[str, Any] = {} if opset is None else {"opset_version": opset}
 
     def write(tmp: str) -> None:
-        program = torch.onnx.export(net, (x,), dynamo=True, dynamic_shapes={"x": {2: height, 3: width}},
-                                    input_names=["image"], output_names=["restored"], verbose=False, **kwargs)
+        program = torch.onnx.export(
+            net,
+            (x,),
+            dynamo=True,
+            dynamic_shapes={"x": {2: height, 3: width}},
+            input_names=["image"],
+            output_names=["restored"],
+            verbose=False,
+            **kwargs,
+        )
+        if program is None:  # torch returns None only when given a file to write to itself
+            raise RuntimeError("torch.onnx.export returned no program")
         program.save(tmp)
 
     atomic_write(path, write)

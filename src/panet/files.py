@@ -3,14 +3,15 @@
 A process killed mid-write leaves only a hidden ``.NAME.XXXX.tmp`` beside the target, never a damaged target;
 :func:`remove_stale_temp_files` clears those at the next start of whatever writes there.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Union
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def _new_file_mode() -> int:

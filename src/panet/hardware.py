@@ -10,6 +10,7 @@ Example:
     >>> isinstance(native_bf16(torch.device("cpu")), bool)
     True
 """
+
 from __future__ import annotations
 
 import functools
@@ -24,7 +25,7 @@ __all__ = ["bf16_speedup", "fast_bf16", "native_bf16", "resolve_precision"]
 BF16_MIN_SPEEDUP = 1.2
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_bf16() -> bool:
     # oneDNN's own test: AVX-512 BW/VL/DQ or AVX-NE-CONVERT. Without them bf16 convolutions and GEMMs are emulated:
     # a bf16 training step measured ~10x slower than fp32 on an AVX2-only CPU (docs/performance.md).
@@ -46,7 +47,7 @@ def _time_workload(dtype: torch.dtype, repeats: int = 3) -> float:
     """Seconds for the shapes a restore spends its time in: a trunk convolution (64 -> 64, 3x3, channels-last, a
     batch of 32x32 tiles) and an attention GEMM (1024 queries x 289 features x 2048 keys), best of ``repeats``."""
     generator = torch.Generator().manual_seed(0)
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(dtype=dtype, memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(dtype=dtype, memory_format=torch.channels_last)  # type: ignore[call-overload]  # accepted at run time
     x = torch.randn(4, 64, 32, 32, generator=generator).to(dtype=dtype, memory_format=torch.channels_last)
     a = torch.randn(1024, 289, generator=generator).to(dtype)
     b = torch.randn(289, 2048, generator=generator).to(dtype)
@@ -61,7 +62,7 @@ def _time_workload(dtype: torch.dtype, repeats: int = 3) -> float:
     return best
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bf16_speedup(device_type: str = "cpu") -> float:
     """How many times faster than fp32 this machine runs a restore's kind of work in bf16 (measured once per
     process, in about 0.1 s). 0 where bf16 is not native: it is emulated, and no measurement is needed."""

@@ -5,13 +5,14 @@ Every image is opened by :func:`open_image`, which checks the size its header de
 decoding problem into one ``ValueError`` naming the file. The float reading / writing pair keeps what an image is:
 alpha, 16-bit gray and 32-bit float gray round-trip; what a format cannot keep is reported, never dropped silently.
 """
+
 from __future__ import annotations
 
 import io
 import os
 import warnings
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 # further out is refused rather than clipped: 0-255 data passed as float would otherwise come back white.
 FLOAT_SLACK = 1 / 255
 
-Source = Union[str, os.PathLike, bytes, IO[bytes]]
+Source = str | os.PathLike | bytes | IO[bytes]
 
 
 def _name(source: Source) -> str:
@@ -72,8 +73,10 @@ def open_image(source: Source, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
             check_pixels(height, width, max_pixels, f"{name}:")  # before a single pixel is decoded
             frames = getattr(img, "n_frames", 1)
             if frames > 1:
-                raise ValueError(f"{name}: an animated or multi-page image ({frames} frames); panet restores still "
-                                 "images: save the frame you want as a PNG")
+                raise ValueError(
+                    f"{name}: an animated or multi-page image ({frames} frames); panet restores still "
+                    "images: save the frame you want as a PNG"
+                )
             # Pillow decodes 16-bit colour PNGs to 8 bit; the IHDR chunk says what was there (read before decoding)
             depth = _png_bit_depth(img) if img.format == "PNG" else None
             oriented = ImageOps.exif_transpose(img)
@@ -84,8 +87,10 @@ def open_image(source: Source, *, max_pixels: int | None = DEFAULT_MAX_PIXELS):
             img.close()
     except Image.DecompressionBombError:
         limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-        raise ValueError(f"{name}: the image declares more than {limit:,} pixels, which Pillow refuses to decode (a "
-                         "possible decompression bomb)") from None
+        raise ValueError(
+            f"{name}: the image declares more than {limit:,} pixels, which Pillow refuses to decode (a "
+            "possible decompression bomb)"
+        ) from None
     except UnidentifiedImageError:
         raise ValueError(f"{name}: not a readable image (unknown format, or a damaged file)") from None
     except (OSError, SyntaxError, EOFError) as exc:
@@ -176,9 +181,19 @@ def _png_bit_depth(img) -> int:
 
 # Output formats by suffix. Restored images are saved so that the file adds no loss of its own where it can:
 # JPEG at quality 95 without chroma subsampling, WebP lossless (exact: colours under transparent pixels kept).
-OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
-                  ".webp": "WEBP"}
-_SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}, "WEBP": {"lossless": True, "exact": True}}
+OUTPUT_FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".bmp": "BMP",
+    ".webp": "WEBP",
+}
+_SAVE_OPTIONS: dict[str, dict[str, Any]] = {
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "WEBP": {"lossless": True, "exact": True},
+}
 _SIXTEEN_BIT = ("PNG", "TIFF")  # formats Pillow writes 16-bit gray to
 _ALPHA = ("PNG", "TIFF", "WEBP")  # Pillow reads a 32-bit BMP back as RGB
 
@@ -204,8 +219,11 @@ def float_to_pil(array: np.ndarray, info: dict | None = None, fmt: str | None = 
         if fmt in (None, "TIFF"):
             return Image.fromarray(array[:, :, 0].astype(np.float32), mode="F"), notes
         bits = 16
-        notes.append(f"{name}: {fmt} has no float pixels; written as 16-bit gray (use .tif to keep float)"
-                     if fmt in _SIXTEEN_BIT else "")
+        notes.append(
+            f"{name}: {fmt} has no float pixels; written as 16-bit gray (use .tif to keep float)"
+            if fmt in _SIXTEEN_BIT
+            else ""
+        )
     if bits == 16 and array.shape[2] == 1:
         if fmt is None or fmt in _SIXTEEN_BIT:
             return Image.fromarray(np.round(array[:, :, 0] * 65535).astype(np.uint16)), [n for n in notes if n]
@@ -221,8 +239,9 @@ def float_to_pil(array: np.ndarray, info: dict | None = None, fmt: str | None = 
     return image, [n for n in notes if n]
 
 
-def encode_image_float(array: np.ndarray, info: dict | None = None, fmt: str = "PNG",
-                       name: str = "image") -> tuple[bytes, list[str]]:
+def encode_image_float(
+    array: np.ndarray, info: dict | None = None, fmt: str = "PNG", name: str = "image"
+) -> tuple[bytes, list[str]]:
     """float HxWxC in [0, 1] -> the encoded file's bytes in Pillow format ``fmt``, and notices (as
     :func:`float_to_pil`)."""
     image, notes = float_to_pil(array, info, fmt, name)

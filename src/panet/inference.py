@@ -1,12 +1,14 @@
 """Test-time tiling: the release's recursive ``forward_chop`` and blended overlapping tiles."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 Model = Callable[[Tensor], Tensor]
+
 
 def forward_chop(model: Model, x: Tensor, *, shave: int = 10, min_size: int = 6400, scale: int | None = None) -> Tensor:
     """The release's ``forward_chop``, exactly: recursive four-way tiling with overlap.
@@ -31,7 +33,7 @@ def forward_chop(model: Model, x: Tensor, *, shave: int = 10, min_size: int = 64
 
 
 def _chop(model: Model, x: Tensor, shave: int, min_size: int, scale: int) -> Tensor:
-    b, c, h, w = x.shape
+    b, _c, h, w = x.shape
     h_half, w_half = h // 2, w // 2
     h_size, w_size = h_half + shave, w_half + shave
     h_size += h_size % scale
@@ -45,9 +47,9 @@ def _chop(model: Model, x: Tensor, shave: int, min_size: int, scale: int) -> Ten
         raise ValueError(f"forward_chop cannot shrink a {h}x{w} tile below min_size={min_size} with shave={shave}")
     tiles = [
         x[:, :, 0:h_size, 0:w_size],
-        x[:, :, 0:h_size, (w - w_size):w],
-        x[:, :, (h - h_size):h, 0:w_size],
-        x[:, :, (h - h_size):h, (w - w_size):w],
+        x[:, :, 0:h_size, (w - w_size) : w],
+        x[:, :, (h - h_size) : h, 0:w_size],
+        x[:, :, (h - h_size) : h, (w - w_size) : w],
     ]
     if h_size * w_size < min_size:
         outs = [model(t) for t in tiles]  # one tile per call, as the release with one GPU
@@ -56,9 +58,9 @@ def _chop(model: Model, x: Tensor, shave: int, min_size: int, scale: int) -> Ten
     h, w, h_half, w_half, h_size, w_size = (scale * v for v in (h, w, h_half, w_half, h_size, w_size))
     out = outs[0].new_empty(b, outs[0].shape[1], h, w)
     out[:, :, 0:h_half, 0:w_half] = outs[0][:, :, 0:h_half, 0:w_half]
-    out[:, :, 0:h_half, w_half:w] = outs[1][:, :, 0:h_half, (w_size - w + w_half):w_size]
-    out[:, :, h_half:h, 0:w_half] = outs[2][:, :, (h_size - h + h_half):h_size, 0:w_half]
-    out[:, :, h_half:h, w_half:w] = outs[3][:, :, (h_size - h + h_half):h_size, (w_size - w + w_half):w_size]
+    out[:, :, 0:h_half, w_half:w] = outs[1][:, :, 0:h_half, (w_size - w + w_half) : w_size]
+    out[:, :, h_half:h, 0:w_half] = outs[2][:, :, (h_size - h + h_half) : h_size, 0:w_half]
+    out[:, :, h_half:h, w_half:w] = outs[3][:, :, (h_size - h + h_half) : h_size, (w_size - w + w_half) : w_size]
     return out
 
 
@@ -132,9 +134,17 @@ def auto_tiles_per_batch(model, tile: int, memory_budget: int | None = None) -> 
     return max(1, min(MAX_TILES_PER_BATCH, int(memory_budget // max(1, tile_bytes(model, tile)))))
 
 
-def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16, scale: int | None = None,
-                  progress: Callable[[int, int], None] | None = None, tiles_per_batch: int | None = None,
-                  memory_budget: int | None = None) -> Tensor:
+def forward_tiled(
+    model: Model,
+    x: Tensor,
+    *,
+    tile: int = 128,
+    overlap: int = 16,
+    scale: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    tiles_per_batch: int | None = None,
+    memory_budget: int | None = None,
+) -> Tensor:
     """Run ``model`` on overlapping ``tile`` x ``tile`` windows and blend the seams.
 
     Memory is bounded by one tile whatever the image size. Each output pixel is
@@ -164,7 +174,8 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
             progress(1, 1)
         return y
     stride = tile - overlap
-    out = weight = None
+    out: Tensor | None = None
+    weight: Tensor | None = None
     starts = [(y0, x0) for y0 in _tile_starts(h, tile, stride) for x0 in _tile_starts(w, tile, stride)]
     done = 0
     for first in range(0, len(starts), tiles_per_batch):
@@ -172,7 +183,7 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
         # every tile has the same size (the last ones are aligned to the image's end), so a group stacks
         ys_out = model(torch.cat([x[:, :, y0 : y0 + tile, x0 : x0 + tile] for y0, x0 in group])).split(b)
         for (y0, x0), y in zip(group, ys_out):
-            if out is None:
+            if out is None or weight is None:
                 out = y.new_zeros(b, y.shape[1], h * scale, w * scale)
                 weight = y.new_zeros(1, 1, h * scale, w * scale)
             th, tw = y.shape[-2:]
@@ -186,6 +197,7 @@ def forward_tiled(model: Model, x: Tensor, *, tile: int = 128, overlap: int = 16
             done += 1
             if progress is not None:
                 progress(done, len(starts))
+    assert out is not None and weight is not None  # at least one tile ran
     return out / weight
 
 

@@ -18,6 +18,7 @@ Example:
     >>> round(psnr(a, b), 2)
     18.06
 """
+
 from __future__ import annotations
 
 import math
@@ -29,11 +30,9 @@ _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 
 def _as_255(img) -> np.ndarray:
     """HxWxC float64 on the 0-255 scale."""
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        torch = None
-    if torch is not None and isinstance(img, torch.Tensor):
+    import torch  # a dependency; imported here to keep ``import panet.metrics`` light
+
+    if isinstance(img, torch.Tensor):
         t = img.detach().to("cpu", torch.float64)
         if t.dim() == 4:
             if t.shape[0] != 1:
@@ -123,5 +122,5 @@ def ssim(x, y, *, crop_border: int = 0, y_channel: bool = False, window: str = "
     size = 11 if window == "gaussian" else 8
     if min(a.shape[:2]) < size:
         raise ValueError(f"SSIM needs at least {size}x{size} pixels, got {a.shape[0]}x{a.shape[1]}")
-    window = _gaussian_window() if window == "gaussian" else np.full((8, 8), 1 / 64)
-    return float(np.mean([_ssim_channel(a[:, :, c], b[:, :, c], window) for c in range(a.shape[2])]))
+    kernel = _gaussian_window() if window == "gaussian" else np.full((8, 8), 1 / 64)
+    return float(np.mean([_ssim_channel(a[:, :, c], b[:, :, c], kernel) for c in range(a.shape[2])]))

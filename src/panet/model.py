@@ -12,9 +12,10 @@ Example:
     >>> net(torch.rand(1, 1, 24, 20)).shape
     torch.Size([1, 1, 24, 20])
 """
+
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 import torch.nn as nn
@@ -46,6 +47,9 @@ class PANet(nn.Module):
         rgb_mean: the mean used by ``mean_shift`` (on the [0, 1] scale).
     """
 
+    # the name of the shipped weights it was loaded from (their measured tiling and card are found by it), else None
+    shipped_name: str | None = None
+
     def __init__(
         self,
         *,
@@ -66,10 +70,19 @@ class PANet(nn.Module):
         super().__init__()
         # Everything needed to rebuild this network (stored with saved weights).
         self.config = dict(
-            colors=colors, scale=scale, features=features, blocks=blocks, res_scale=res_scale, act=act,
-            attention_levels=attention_levels, attention_reduction=attention_reduction,
-            attention_res_scale=attention_res_scale, softmax_scale=softmax_scale, hard=hard,
-            mean_shift=mean_shift, rgb_mean=list(rgb_mean),
+            colors=colors,
+            scale=scale,
+            features=features,
+            blocks=blocks,
+            res_scale=res_scale,
+            act=act,
+            attention_levels=attention_levels,
+            attention_reduction=attention_reduction,
+            attention_res_scale=attention_res_scale,
+            softmax_scale=softmax_scale,
+            hard=hard,
+            mean_shift=mean_shift,
+            rgb_mean=list(rgb_mean),
         )
         if colors < 1 or features < 1 or blocks < 0:
             raise ValueError("colors and features must be positive and blocks non-negative")
@@ -106,7 +119,7 @@ class PANet(nn.Module):
 
     @property
     def attention(self) -> PyramidAttention | None:
-        return None if self.attention_index is None else self.body[self.attention_index]
+        return None if self.attention_index is None else cast(PyramidAttention, self.body[self.attention_index])
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.colors:

@@ -4,6 +4,7 @@
 mean) and the validation PSNR against the step, side by side; the validation panel
 also draws the classical baseline of ``val_reference.json`` (beside the log) in grey.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,14 @@ def _running_mean(points: list[tuple[int, float]], window: int) -> list[tuple[in
     return out
 
 
-def _panel(draw, left: int, title: str, series: list[tuple[list[tuple[int, float]], str]], log_y: bool,
-           reference: float | None = None) -> None:
+def _panel(
+    draw,
+    left: int,
+    title: str,
+    series: list[tuple[list[tuple[int, float]], tuple[int, int, int]]],  # (points, RGB colour)
+    log_y: bool,
+    reference: float | None = None,
+) -> None:
     x0, y0, x1, y1 = left + _PAD, _PAD // 2 + 12, left + _W - 12, _H - _PAD // 2 - 8
     draw.rectangle([x0, y0, x1, y1], outline=(0, 0, 0))
     draw.text((x0, 4), title, fill=(0, 0, 0))
@@ -74,7 +81,7 @@ def _panel(draw, left: int, title: str, series: list[tuple[list[tuple[int, float
         else:
             for x, y in xy:
                 draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
-    label = (lambda v: f"{10 ** v:.3g}") if log_y else (lambda v: f"{v:.2f}")
+    label = (lambda v: f"{10**v:.3g}") if log_y else (lambda v: f"{v:.2f}")
     draw.text((left + 2, y0), label(vmax), fill=(0, 0, 0))
     draw.text((left + 2, y1 - 10), label(vmin), fill=(0, 0, 0))
     draw.text((x0, y1 + 4), str(smin), fill=(0, 0, 0))
@@ -92,6 +99,12 @@ def plot_log(log_csv: str | os.PathLike, png: str | os.PathLike, *, title: str =
     _panel(draw, 0, f"training L1 loss (log scale) {title}", [(loss, (170, 190, 230)), (smooth, (30, 70, 160))], True)
     reference_path = Path(log_csv).with_name("val_reference.json")
     reference = json.loads(reference_path.read_text()) if reference_path.exists() else None
-    _panel(draw, _W, "validation PSNR (dB)" + (f"; grey: {reference['baseline']}" if reference else ""),
-           [(val, (200, 60, 40))], False, reference["psnr"] if reference else None)
+    _panel(
+        draw,
+        _W,
+        "validation PSNR (dB)" + (f"; grey: {reference['baseline']}" if reference else ""),
+        [(val, (200, 60, 40))],
+        False,
+        reference["psnr"] if reference else None,
+    )
     atomic_write(Path(png), lambda tmp: image.save(tmp, format="PNG"))

@@ -10,6 +10,7 @@ both for every run (``out_dir/weights.safetensors`` with the EMA weights and
     >>> [w.name for w in list_weights(task="sr")]  # doctest: +SKIP
     ['pa-edsr-s-x2', 'pa-edsr-s-x3', 'pa-edsr-s-x4']
 """
+
 from __future__ import annotations
 
 import json
@@ -35,14 +36,14 @@ class ShippedWeights:
 
     def covers(self, level: float | None) -> bool:
         """Trained for ``level`` (None: no level asked for, any weights of the task do)."""
-        if level is None or self.low is None:
+        if level is None or self.low is None or self.high is None:
             return True
         return self.low <= level <= self.high
 
     @property
     def range_width(self) -> float:
         """How wide a level range the weights were trained for: 0 for one level (or no level), 75 for σ 0..75."""
-        return 0.0 if self.low is None else self.high - self.low
+        return 0.0 if self.low is None or self.high is None else self.high - self.low
 
     @property
     def colors(self) -> int | None:
@@ -64,7 +65,7 @@ class ShippedWeights:
         return f"{name} {self.low:g}" if self.low == self.high else f"{name} {self.low:g}..{self.high:g}"
 
 
-def task_text(weights: "ShippedWeights") -> str:
+def task_text(weights: ShippedWeights) -> str:
     """'sr (x2)', 'denoise (σ 0..75)', or just 'demosaic' (no level): how documents head a model's section."""
     return weights.task if weights.low is None else f"{weights.task} ({weights.level_text})"
 
@@ -105,6 +106,7 @@ def find_weights(task: str, level: float | None = None, colors: int | None = Non
         raise ValueError(f"no trained weights ship for task {task!r} yet")
     covering = [w for w in candidates if w.covers(level)]
     if covering:
+
         def preference(w: ShippedWeights) -> tuple[bool, float]:
             # at a given level the specialist; with no level the model for the widest range
             return (colors is not None and w.colors != colors, w.range_width if level is not None else -w.range_width)
@@ -160,8 +162,9 @@ def load_model(name_or_path: str | os.PathLike, *, map_location: str = "cpu"):
             raise FileNotFoundError(f"checkpoint not found: {path}")
         return from_official(path)
     names = [w.name for w in list_weights()]
-    raise ValueError(f"unknown weights {text!r}: not a shipped name ({', '.join(names) or 'none yet'}) "
-                     "nor a .safetensors / .pt file")
+    raise ValueError(
+        f"unknown weights {text!r}: not a shipped name ({', '.join(names) or 'none yet'}) nor a .safetensors / .pt file"
+    )
 
 
 def weights_task(name_or_path: str) -> tuple[str | None, Any]:
@@ -180,8 +183,9 @@ def weights_task(name_or_path: str) -> tuple[str | None, Any]:
     return None, None
 
 
-def select_weights(task: str | None, level: float | None = None, weights: str | os.PathLike | None = None,
-                   colors: int | None = None):
+def select_weights(
+    task: str | None, level: float | None = None, weights: str | os.PathLike | None = None, colors: int | None = None
+):
     """(network, task, label): ``weights`` (a shipped name or a file) checked against ``task``, or else the
     shipped default for ``task`` at ``level`` (for images with ``colors`` channels, when given)."""
     if weights is None:

@@ -5,6 +5,7 @@ The paper presets reproduce the released configurations (release.md section 1):
 are 32 blocks x 256 features, res_scale 0.1, PA(256, reduction 8, res_scale 0.1).
 The ``-s`` presets are small versions sized for CPU training.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -30,7 +31,13 @@ def _restoration(colors: int, **extra: Any) -> dict[str, Any]:
 
 def _pa_edsr(scale: int, **extra: Any) -> dict[str, Any]:
     cfg = dict(
-        colors=3, scale=scale, act="relu", res_scale=0.1, attention_res_scale=0.1, mean_shift=True, attention_reduction=8
+        colors=3,
+        scale=scale,
+        act="relu",
+        res_scale=0.1,
+        attention_res_scale=0.1,
+        mean_shift=True,
+        attention_reduction=8,
     )
     cfg.update(extra)
     return cfg
@@ -47,28 +54,82 @@ def register(preset: Preset) -> Preset:
 
 
 _PAPER = dict(features=64, blocks=80)
-register(Preset("panet-dn", "denoise", "PANet colour denoising (paper: 80 blocks, 64 features)", _restoration(3, **_PAPER), True))
-register(Preset("panet-dn-gray", "denoise", "PANet gray denoising (paper config, 1 channel)", _restoration(1, **_PAPER), True))
+register(
+    Preset(
+        "panet-dn", "denoise", "PANet colour denoising (paper: 80 blocks, 64 features)", _restoration(3, **_PAPER), True
+    )
+)
+register(
+    Preset(
+        "panet-dn-gray", "denoise", "PANet gray denoising (paper config, 1 channel)", _restoration(1, **_PAPER), True
+    )
+)
 register(Preset("panet-car", "car", "PANet JPEG artifact removal, gray (paper)", _restoration(1, **_PAPER), True))
-register(Preset("panet-demosaic", "demosaic", "PANet demosaicing of a zero-filled Bayer mosaic (paper)", _restoration(3, **_PAPER), True))
+register(
+    Preset(
+        "panet-demosaic",
+        "demosaic",
+        "PANet demosaicing of a zero-filled Bayer mosaic (paper)",
+        _restoration(3, **_PAPER),
+        True,
+    )
+)
 for _s in (2, 3, 4):
-    register(Preset(f"pa-edsr-x{_s}", "sr", f"PA-EDSR x{_s} super-resolution (paper: 32 blocks, 256 features)",
-                    _pa_edsr(_s, features=256, blocks=32), True))
+    register(
+        Preset(
+            f"pa-edsr-x{_s}",
+            "sr",
+            f"PA-EDSR x{_s} super-resolution (paper: 32 blocks, 256 features)",
+            _pa_edsr(_s, features=256, blocks=32),
+            True,
+        )
+    )
 
 # Small presets: same architecture, sized to train on a laptop CPU in hours.
 # 64 features because the attention, not the trunk, dominates a training step at 24x24 patches:
 # doubling the trunk (8 -> 16 blocks) adds ~12% to a step (benchmarks/train_step.py).
 _SMALL = dict(features=64, blocks=16)
-register(Preset("panet-dn-s", "denoise", "small PANet for colour denoising (16 blocks, 64 features)", _restoration(3, **_SMALL)))
-register(Preset("panet-dn-gray-s", "denoise", "small PANet for gray denoising (16 blocks, 64 features)", _restoration(1, **_SMALL)))
-register(Preset("panet-car-s", "car", "small PANet for gray JPEG artifact removal (16 blocks, 64 features)", _restoration(1, **_SMALL)))
-register(Preset("panet-demosaic-s", "demosaic", "small PANet for demosaicing (16 blocks, 64 features)", _restoration(3, **_SMALL)))
+register(
+    Preset(
+        "panet-dn-s", "denoise", "small PANet for colour denoising (16 blocks, 64 features)", _restoration(3, **_SMALL)
+    )
+)
+register(
+    Preset(
+        "panet-dn-gray-s",
+        "denoise",
+        "small PANet for gray denoising (16 blocks, 64 features)",
+        _restoration(1, **_SMALL),
+    )
+)
+register(
+    Preset(
+        "panet-car-s",
+        "car",
+        "small PANet for gray JPEG artifact removal (16 blocks, 64 features)",
+        _restoration(1, **_SMALL),
+    )
+)
+register(
+    Preset(
+        "panet-demosaic-s",
+        "demosaic",
+        "small PANet for demosaicing (16 blocks, 64 features)",
+        _restoration(3, **_SMALL),
+    )
+)
 for _s in (2, 3, 4):
     # attention_res_scale 1 (y = attention + x, as in PANet), not the release's 0.1: with 0.1 the untrained
     # attention (a near-uniform average) replaces 90% of the trunk's signal, and trained from scratch on a CPU
     # budget this PA-EDSR learned about half as fast per step as the same network without attention.
-    register(Preset(f"pa-edsr-s-x{_s}", "sr", f"small PA-EDSR x{_s} (8 blocks, 64 features)",
-                    _pa_edsr(_s, features=64, blocks=8, attention_reduction=4, attention_res_scale=1.0)))
+    register(
+        Preset(
+            f"pa-edsr-s-x{_s}",
+            "sr",
+            f"small PA-EDSR x{_s} (8 blocks, 64 features)",
+            _pa_edsr(_s, features=64, blocks=8, attention_reduction=4, attention_res_scale=1.0),
+        )
+    )
 
 
 def list_models(pattern: str = "*", *, task: str | None = None, paper: bool | None = None) -> list[str]:
@@ -81,6 +142,7 @@ def list_models(pattern: str = "*", *, task: str | None = None, paper: bool | No
 
 
 def get_preset(name: str) -> Preset:
+    """The preset called ``name`` (its task, description and PANet config); UnknownNameError lists the names."""
     try:
         return _PRESETS[name]
     except KeyError:

@@ -11,10 +11,12 @@ Alpha is kept (upscaled with bicubic for SR). A colour image given to a gray net
 channel, except for JPEG artifact removal, which restores the luma (Y) and keeps the chroma; a gray image given to
 a colour network goes through as three equal channels and comes back gray.
 """
+
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,8 +65,9 @@ def auto_tiling(model, device: str | torch.device = "cpu") -> tuple[int, int]:
     return tile, overlap
 
 
-def resolve_tiling(model, device: str | torch.device = "cpu", tile: int | None = None,
-                   overlap: int | None = None) -> tuple[int, int]:
+def resolve_tiling(
+    model, device: str | torch.device = "cpu", tile: int | None = None, overlap: int | None = None
+) -> tuple[int, int]:
     """(tile, overlap) from what was asked: None takes :func:`auto_tiling`'s; an explicit tile without an overlap
     overlaps by a quarter of it (at most 16), as the measured settings do."""
     measured = auto_tiling(model, device)
@@ -105,8 +108,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def check_run_options(task: str | None, *, tiling: str = "tile", ensemble: bool = False, precision: str = "fp32",
-                      device: str | torch.device = "cpu") -> None:
+def check_run_options(
+    task: str | None,
+    *,
+    tiling: str = "tile",
+    ensemble: bool = False,
+    precision: str = "fp32",
+    device: str | torch.device = "cpu",
+) -> None:
     """Raise ValueError for options that cannot work together (checked once, before any image)."""
     if tiling not in ("tile", "legacy", "none"):
         raise ValueError(f"tiling must be tile, legacy or none, got {tiling!r}")
@@ -141,9 +150,19 @@ def _pad_to_min_side(run: Callable[[Tensor], Tensor], x: Tensor, side: int, scal
     return run(padded)[..., : h * scale, : w * scale]
 
 
-def run_network(model, x: Tensor, *, task: str | None, tiling: str = "tile", tile: int = 64, overlap: int = 16,
-                ensemble: bool = False, precision: str = "fp32",
-                progress: Callable[[int, int], None] | None = None, memory_budget: int | None = None) -> Tensor:
+def run_network(
+    model,
+    x: Tensor,
+    *,
+    task: str | None,
+    tiling: str = "tile",
+    tile: int = 64,
+    overlap: int = 16,
+    ensemble: bool = False,
+    precision: str = "fp32",
+    progress: Callable[[int, int], None] | None = None,
+    memory_budget: int | None = None,
+) -> Tensor:
     """(1, C, H, W) float in [0, 1] -> network output, tiled, optionally x8-ensembled, under autocast.
     ``progress(done, total)``: called after each tile of each pass (``--tiling tile`` only). Tiles run in batches
     within ``memory_budget`` bytes (default: :func:`panet.inference.auto_tiles_per_batch`)."""
@@ -204,8 +223,9 @@ def _to_float_hwc(image: Any) -> tuple[np.ndarray, dict]:
         if t.dim() == 2:
             t = t[None]
         if t.dim() != 3 or t.shape[0] not in (1, 2, 3, 4):
-            raise ValueError(f"expected a (C, H, W), (1, C, H, W) or (H, W) tensor with C in 1..4, got shape "
-                             f"{tuple(image.shape)}")
+            raise ValueError(
+                f"expected a (C, H, W), (1, C, H, W) or (H, W) tensor with C in 1..4, got shape {tuple(image.shape)}"
+            )
         if t.is_complex() or t.dtype == torch.bool:
             raise ValueError(f"unsupported dtype {image.dtype}: use uint8 or float in [0, 1]")
         array = t.double().permute(1, 2, 0).cpu().numpy()
@@ -271,8 +291,10 @@ def image_colors(array: np.ndarray) -> int:
 # were trained on: a reflection keeps the colour filter array consistent (pixel -k mirrors pixel k), so one row
 # on top turns BGGR into GRBG, one column on the left turns RGGB into GRBG.
 _GRBG_SHIFT = {"GRBG": (0, 0), "RGGB": (0, 1), "BGGR": (1, 0), "GBRG": (1, 1)}
-MOSAIC_HELP = ("demosaicing takes a Bayer mosaic: a 1-channel raw image (its pattern given by --bayer, GRBG by "
-               "default) or the 3-channel zero-filled layout (panet.degrade.mosaic)")
+MOSAIC_HELP = (
+    "demosaicing takes a Bayer mosaic: a 1-channel raw image (its pattern given by --bayer, GRBG by "
+    "default) or the 3-channel zero-filled layout (panet.degrade.mosaic)"
+)
 
 
 def _demosaic(net: Callable[[np.ndarray], np.ndarray], color: np.ndarray, pattern: str) -> np.ndarray:
@@ -290,21 +312,26 @@ def _demosaic(net: Callable[[np.ndarray], np.ndarray], color: np.ndarray, patter
     elif np.abs(color[~mask]).max(initial=0) <= FLOAT_SLACK:
         layout = color
     else:
-        raise ValueError(f"{MOSAIC_HELP}; this image has colour at every pixel (a photo, or a mosaic of another "
-                         "pattern or saved lossily)")
+        raise ValueError(
+            f"{MOSAIC_HELP}; this image has colour at every pixel (a photo, or a mosaic of another "
+            "pattern or saved lossily)"
+        )
     top, left = _GRBG_SHIFT[pattern]
-    mode = "reflect" if min(h, w) > 1 else "edge"
-    shifted = np.pad(layout, ((top, 0), (left, 0), (0, 0)), mode=mode)
+    if min(h, w) > 1:
+        shifted = np.pad(layout, ((top, 0), (left, 0), (0, 0)), mode="reflect")
+    else:
+        shifted = np.pad(layout, ((top, 0), (left, 0), (0, 0)), mode="edge")
     return net(shifted)[top:, left:]
 
 
-def restore_float(model, array: np.ndarray, *, task: str | None, device: str | torch.device = "cpu",
-                  bayer: str = "GRBG", **run) -> np.ndarray:
+def restore_float(
+    model, array: np.ndarray, *, task: str | None, device: str | torch.device = "cpu", bayer: str = "GRBG", **run
+) -> np.ndarray:
     """float32 HxWxC (C = 1..4, in [0, 1]) -> restored float32 HxW'xC, adapting channels to the network.
 
     ``bayer``: for ``task="demosaic"``, the pattern of the input mosaic (a 1-channel raw image or the 3-channel
     zero-filled layout), read from the top-left 2x2 row by row."""
-    from .imresize import imresize
+    from .matlab_resize import imresize
 
     channels = array.shape[2]
     alpha = array[:, :, -1:] if channels in (2, 4) else None
@@ -341,10 +368,23 @@ def _restore_luma(net, rgb: np.ndarray) -> np.ndarray:
     return np.clip(ycc @ np.linalg.inv(m).T.astype(np.float32), 0, 1)
 
 
-def restore(image: Any, *, task: str | None = None, weights: str | None = None, model=None, scale: int | None = None,
-            sigma: float | None = None, quality: int | None = None, tiling: str = "tile", tile: int | None = None,
-            overlap: int | None = None, ensemble: bool = False, device: str = "cpu", precision: str = "auto",
-            bayer: str = "GRBG"):
+def restore(
+    image: Any,
+    *,
+    task: str | None = None,
+    weights: str | None = None,
+    model=None,
+    scale: int | None = None,
+    sigma: float | None = None,
+    quality: int | None = None,
+    tiling: str = "tile",
+    tile: int | None = None,
+    overlap: int | None = None,
+    ensemble: bool = False,
+    device: str = "cpu",
+    precision: str = "auto",
+    bayer: str = "GRBG",
+):
     """Restore ``image`` (numpy HxW[xC] uint8/uint16/float, PIL image, or tensor (C, H, W) / (1, C, H, W)).
 
     The network: ``model`` (a PANet), ``weights`` (a shipped name or a file), or the shipped default for ``task``
@@ -360,17 +400,27 @@ def restore(image: Any, *, task: str | None = None, weights: str | None = None, 
 
     if task is not None:
         get_task(task)
-    level = {"sr": scale, "denoise": sigma, "car": quality}.get(task or "", None)
+    level = {"sr": scale, "denoise": sigma, "car": quality}.get(task or "")
     if task == "sr" and scale is None and model is None and weights is None:
         raise ValueError("task='sr' needs scale=2, 3 or 4")
-    device = resolve_device(device)
-    check_run_options(task, tiling=tiling, ensemble=ensemble, precision=precision, device=device)
+    target = resolve_device(device)
+    check_run_options(task, tiling=tiling, ensemble=ensemble, precision=precision, device=target)
     array, info = _to_float_hwc(image)
     net, task = _network(task, weights, model, level, image_colors(array))
     if task == "sr" and scale is not None and net.scale != scale:
         raise ValueError(f"the network upscales x{net.scale}, not x{scale}")
-    net = net.to(device)
-    tile, overlap = resolve_tiling(net, device, tile, overlap)
-    out = restore_float(net, array, task=task, device=device, tiling=tiling, tile=tile, overlap=overlap,
-                        ensemble=ensemble, precision=precision, bayer=bayer)
+    net = net.to(target)
+    tile, overlap = resolve_tiling(net, target, tile, overlap)
+    out = restore_float(
+        net,
+        array,
+        task=task,
+        device=target,
+        tiling=tiling,
+        tile=tile,
+        overlap=overlap,
+        ensemble=ensemble,
+        precision=precision,
+        bayer=bayer,
+    )
     return _from_float_hwc(out, info)

@@ -8,6 +8,7 @@ Nothing leaves the machine: the page talks to this process only. Endpoints: ``GE
 [``&job=ID``] with the image file as the request body, ``GET /api/progress?job=ID`` (tiles done while it runs) (PNG back, or a JSON error: 400 bad input, 403 refused, 413 too large,
 503 busy). What it accepts, and from where: docs/security.md.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,12 @@ from urllib.parse import parse_qs, urlparse
 
 LEVELS = {"sr": ("scale", [2, 3, 4]), "denoise": ("sigma", None), "car": ("quality", None), "demosaic": (None, None)}
 MAX_UPLOAD = 64 * 2**20  # bytes of one uploaded file
-DEMO_PRESETS = {"sr": "pa-edsr-s-x{scale}", "denoise": "panet-dn-s", "car": "panet-car-s", "demosaic": "panet-demosaic-s"}
+DEMO_PRESETS = {
+    "sr": "pa-edsr-s-x{scale}",
+    "denoise": "panet-dn-s",
+    "car": "panet-car-s",
+    "demosaic": "panet-demosaic-s",
+}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>panet: restore an image</title>
@@ -104,8 +110,9 @@ class RestoreService:
     many requests may wait for the running one (more are refused with :class:`Busy` before their body is read).
     """
 
-    def __init__(self, *, random_init: bool = False, tile: int | None = None, max_pixels: int = 4_000_000,
-                 queue: int = 4):
+    def __init__(
+        self, *, random_init: bool = False, tile: int | None = None, max_pixels: int = 4_000_000, queue: int = 4
+    ):
         self.random_init, self.tile, self.max_pixels, self.queue = random_init, tile, max_pixels, queue
         self._models: dict[str, object] = {}
         self._lock = threading.Lock()
@@ -122,10 +129,18 @@ class RestoreService:
             if not shipped and not self.random_init:
                 continue
             default = {"sr": 2, "denoise": 25, "car": 10, "demosaic": None}[task]
-            label = {"sr": "super-resolution", "denoise": "denoising", "car": "JPEG artifacts (gray)",
-                     "demosaic": "demosaicing (GRBG mosaic)"}[task]
-            out[task] = {"label": label, "level": level, "default": default,
-                         "weights": [w.name for w in shipped] or ["random-init " + DEMO_PRESETS[task]]}
+            label = {
+                "sr": "super-resolution",
+                "denoise": "denoising",
+                "car": "JPEG artifacts (gray)",
+                "demosaic": "demosaicing (GRBG mosaic)",
+            }[task]
+            out[task] = {
+                "label": label,
+                "level": level,
+                "default": default,
+                "weights": [w.name for w in shipped] or ["random-init " + DEMO_PRESETS[task]],
+            }
         return out
 
     @contextlib.contextmanager
@@ -202,8 +217,9 @@ class RestoreService:
                     state.update(state="running", done=done, total=total, **{"pass": state["pass"] + (done == 1)})
 
         with self._run:
-            out = restore_float(model, array, task=task, tiling="tile", tile=tile, overlap=overlap, precision="auto",
-                                progress=progress)
+            out = restore_float(
+                model, array, task=task, tiling="tile", tile=tile, overlap=overlap, precision="auto", progress=progress
+            )
         png, _ = encode_image_float(out, info, "PNG")
         return png, label
 
@@ -274,8 +290,14 @@ class RestoreServer(ThreadingHTTPServer):
     service: RestoreService
 
 
-def make_handler(service: RestoreService, note: str = "", hosts: set[str] | None = None, *,
-                 idle_timeout: float = 30.0, body_timeout: float = 120.0):
+def make_handler(
+    service: RestoreService,
+    note: str = "",
+    hosts: set[str] | None = None,
+    *,
+    idle_timeout: float = 30.0,
+    body_timeout: float = 120.0,
+):
     class Handler(BaseHTTPRequestHandler):
         timeout = idle_timeout  # a socket that sends nothing for this long is closed (frees its thread)
 
@@ -308,8 +330,12 @@ def make_handler(service: RestoreService, note: str = "", hosts: set[str] | None
             path = urlparse(self.path).path
             if path == "/":
                 page = PAGE.replace("__TASKS__", json.dumps(service.tasks())).replace("__NOTE__", note)
-                self._send(200, page.encode(), "text/html; charset=utf-8",
-                           {"Content-Security-Policy": "frame-ancestors 'none'"})
+                self._send(
+                    200,
+                    page.encode(),
+                    "text/html; charset=utf-8",
+                    {"Content-Security-Policy": "frame-ancestors 'none'"},
+                )
             elif path == "/api/tasks":
                 self._send(200, json.dumps(service.tasks()).encode(), "application/json")
             elif path == "/api/progress":
@@ -366,8 +392,16 @@ def make_handler(service: RestoreService, note: str = "", hosts: set[str] | None
     return Handler
 
 
-def make_server(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool = False, tile: int | None = None,
-                queue: int = 4, idle_timeout: float = 30.0, max_pixels: int = 4_000_000) -> RestoreServer:
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    random_init: bool = False,
+    tile: int | None = None,
+    queue: int = 4,
+    idle_timeout: float = 30.0,
+    max_pixels: int = 4_000_000,
+) -> RestoreServer:
     """The server (not yet serving): ``queue`` requests may wait for the running restore; a connection idle for
     ``idle_timeout`` seconds is closed. Its ``service`` attribute is the :class:`RestoreService`."""
     if not 0 <= port <= 65535:
@@ -376,14 +410,21 @@ def make_server(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool 
     note = "<b>Demo mode: networks without shipped weights run with RANDOM weights.</b>" if random_init else ""
     server = RestoreServer((host, port), make_handler(service, note))
     # the Host check needs the port actually bound (port 0 picks one)
-    server.RequestHandlerClass = make_handler(service, note, allowed_hosts(host, server.server_address[1]),
-                                              idle_timeout=idle_timeout)
+    server.RequestHandlerClass = make_handler(
+        service, note, allowed_hosts(host, server.server_address[1]), idle_timeout=idle_timeout
+    )
     server.service = service
     return server
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, *, random_init: bool = False, tile: int | None = None,
-          max_pixels: int = 4_000_000) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    random_init: bool = False,
+    tile: int | None = None,
+    max_pixels: int = 4_000_000,
+) -> None:
     server = make_server(host, port, random_init=random_init, tile=tile, max_pixels=max_pixels)
     print(f"panet serve: open http://{host}:{server.server_address[1]}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:

@@ -3,6 +3,7 @@
 Each task fixes its image channels, how its metrics are computed (the paper's
 MATLAB scripts, release.md section 4.2) and the release's test-time tiling.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -89,17 +90,42 @@ def to_gray_y(img: np.ndarray) -> np.ndarray:
 
 
 TASKS: dict[str, Task] = {
-    "sr": Task("sr", "bicubic super-resolution (x2, x3, x4)", 3, y_channel=True, shave_scale=True, chop_min_size=6400,
-               references=("bicubic",)),
-    "denoise": Task("denoise", "additive white Gaussian noise removal", 3, y_channel=False, shave_scale=False, chop_min_size=6800,
-                    references=("bm3d", "identity")),
-    "car": Task("car", "JPEG compression artifact removal (gray)", 1, y_channel=False, shave_scale=False, chop_min_size=6400),
-    "demosaic": Task("demosaic", "demosaicing of a zero-filled Bayer mosaic", 3, y_channel=False, shave_scale=False, chop_min_size=6400,
-                     references=("menon", "identity"), input_pad=4),
+    "sr": Task(
+        "sr",
+        "bicubic super-resolution (x2, x3, x4)",
+        3,
+        y_channel=True,
+        shave_scale=True,
+        chop_min_size=6400,
+        references=("bicubic",),
+    ),
+    "denoise": Task(
+        "denoise",
+        "additive white Gaussian noise removal",
+        3,
+        y_channel=False,
+        shave_scale=False,
+        chop_min_size=6800,
+        references=("bm3d", "identity"),
+    ),
+    "car": Task(
+        "car", "JPEG compression artifact removal (gray)", 1, y_channel=False, shave_scale=False, chop_min_size=6400
+    ),
+    "demosaic": Task(
+        "demosaic",
+        "demosaicing of a zero-filled Bayer mosaic",
+        3,
+        y_channel=False,
+        shave_scale=False,
+        chop_min_size=6400,
+        references=("menon", "identity"),
+        input_pad=4,
+    ),
 }
 
 
 def get_task(name: str) -> Task:
+    """The :class:`Task` called ``name`` (sr, denoise, car, demosaic); UnknownNameError lists the names."""
     try:
         return TASKS[name]
     except KeyError:

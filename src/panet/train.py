@@ -8,6 +8,7 @@ A checkpoint stores the step, model, optimizer, scheduler, EMA and RNG states,
 so a run killed and resumed reaches the same losses as an uninterrupted one.
 Checkpoints are written atomically and read with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 import collections
@@ -18,17 +19,17 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 import types
 import typing
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .files import atomic_write, remove_stale_temp_files
 from .hardware import native_bf16, resolve_precision
-
 
 # --------------------------------------------------------------------------
 # Config
@@ -94,7 +95,9 @@ def _build(cls, values: dict, where: str):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"unknown config key{'s' if len(unknown) > 1 else ''}: {', '.join(where + k for k in unknown)}")
+        raise ValueError(
+            f"unknown config key{'s' if len(unknown) > 1 else ''}: {', '.join(where + k for k in unknown)}"
+        )
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
@@ -130,7 +133,7 @@ def _parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> TrainConfig:
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML recipe, apply ``key.sub=value`` overrides, and check every key and type."""
     import yaml
 
@@ -229,9 +232,12 @@ def _validate_optim(o: OptimConfig) -> None:
     for name, positive in (("lr", True), ("eps", True), ("gamma", True), ("weight_decay", False)):
         value = getattr(o, name)
         if not _is_number(value) or value < 0 or (positive and value == 0):
-            raise ValueError(f"optim.{name} must be a {'positive' if positive else 'non-negative'} number, got {value!r}")
-    if not isinstance(o.milestones, list) or not all(isinstance(m, int) and not isinstance(m, bool) and m > 0
-                                                     for m in o.milestones):
+            raise ValueError(
+                f"optim.{name} must be a {'positive' if positive else 'non-negative'} number, got {value!r}"
+            )
+    if not isinstance(o.milestones, list) or not all(
+        isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in o.milestones
+    ):
         raise ValueError(f"optim.milestones must be a list of positive step numbers, got {o.milestones!r}")
     if o.grad_clip is not None and not (_is_number(o.grad_clip) and o.grad_clip > 0):
         raise ValueError(f"optim.grad_clip must be positive or null, got {o.grad_clip!r}")
@@ -311,8 +317,9 @@ def fold_colors(source: dict, target: dict, head: str = "head.", tail: str = "ta
     return folded
 
 
-def load_init_weights(model: torch.nn.Module, path: str | os.PathLike, skip: list[str] = (),
-                      fold: bool = False) -> list[str]:
+def load_init_weights(
+    model: torch.nn.Module, path: str | os.PathLike, skip: Sequence[str] = (), fold: bool = False
+) -> list[str]:
     """Load ``path`` into ``model`` strictly, except keys matching a ``skip`` glob
     (kept as initialised). A checkpoint.pt contributes its EMA weights when it has them.
     ``fold``: colour head/tail weights are folded into a gray model's (:func:`fold_colors`).
@@ -348,8 +355,10 @@ def load_init_weights(model: torch.nn.Module, path: str | os.PathLike, skip: lis
     missing = sorted(set(target) - set(skipped) - set(source))
     unexpected = sorted(set(source) - set(target))
     if missing or unexpected:
-        raise ValueError(f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]} "
-                         "(init_skip lists keys to leave initialised)")
+        raise ValueError(
+            f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]} "
+            "(init_skip lists keys to leave initialised)"
+        )
     wrong = [k for k in source if source[k].shape != target[k].shape]
     if wrong:
         raise ValueError(f"{path}: shape mismatch for {wrong[:5]}")
@@ -357,8 +366,9 @@ def load_init_weights(model: torch.nn.Module, path: str | os.PathLike, skip: lis
     return skipped
 
 
-def write_run_weights(config: TrainConfig, model, ema: dict | None, step: int, command: str | None,
-                      precision: str | None = None) -> None:
+def write_run_weights(
+    config: TrainConfig, model, ema: dict | None, step: int, command: str | None, precision: str | None = None
+) -> None:
     """``out_dir/weights.safetensors`` (EMA weights when kept) and ``out_dir/card.json``.
     ``precision``: what the run computed in (``config.precision`` resolved for the device)."""
     import copy
@@ -395,8 +405,14 @@ def write_run_weights(config: TrainConfig, model, ema: dict | None, step: int, c
     atomic_write(card_path, lambda tmp: Path(tmp).write_text(json.dumps(card, indent=1) + "\n"))
 
 
-def train(config: TrainConfig, *, resume: bool = False, max_steps: int | None = None, quiet: bool = False,
-          command: str | None = None) -> dict:
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    quiet: bool = False,
+    command: str | None = None,
+) -> dict:
     """Run (or resume) training. ``max_steps`` stops early (for tests / time-boxed sessions).
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) each process trains on its share of every
@@ -448,7 +464,10 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
         load_init_weights(model, config.init, config.init_skip, config.init_fold_colors)
     model.to(device)
     optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.optim.lr, betas=tuple(config.optim.betas), eps=config.optim.eps,
+        model.parameters(),
+        lr=config.optim.lr,
+        betas=(config.optim.betas[0], config.optim.betas[1]),
+        eps=config.optim.eps,
         weight_decay=config.optim.weight_decay,
     )
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.optim.milestones, config.optim.gamma)
@@ -471,18 +490,29 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
         step = int(state["step"])
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    net = model
+    net: torch.nn.Module = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     dataset = TrainPairs(
-        _folders(config.data.train, config.data.data_root), task=config.task, level=config.data.level,
-        patch_size=config.data.patch_size, colors=model.colors, length=config.iterations * config.batch_size,
-        seed=config.seed, exclude=validation_files(config),
+        _folders(config.data.train, config.data.data_root),
+        task=config.task,
+        level=config.data.level,
+        patch_size=config.data.patch_size,
+        colors=model.colors,
+        length=config.iterations * config.batch_size,
+        seed=config.seed,
+        exclude=validation_files(config),
     )
     stop = config.iterations if max_steps is None else min(config.iterations, step + max_steps)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size // world, sampler=StepSampler(step, stop, config.batch_size, rank, world),
-        num_workers=config.data.workers, persistent_workers=False, pin_memory=device.type == "cuda",
+        dataset,
+        batch_size=config.batch_size // world,
+        sampler=StepSampler(step, stop, config.batch_size, rank, world),
+        num_workers=config.data.workers,
+        persistent_workers=False,
+        pin_memory=device.type == "cuda",
     )
     log = writer = board = None
     if main_process:
@@ -504,22 +534,31 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
             if reference is not None:
                 atomic_write(reference_path, lambda tmp: Path(tmp).write_text(json.dumps(reference) + "\n"))
                 if not quiet:
-                    print(f"validation reference: {reference['baseline']} gives {reference['psnr']:.2f} dB on the "
-                          "validation images", file=sys.stderr, flush=True)
+                    print(
+                        f"validation reference: {reference['baseline']} gives {reference['psnr']:.2f} dB on the "
+                        "validation images",
+                        file=sys.stderr,
+                        flush=True,
+                    )
         if config.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                raise ValueError("tensorboard: true needs the tensorboard package (pip install 'panet[tensorboard]')") from None
+                raise ValueError(
+                    "tensorboard: true needs the tensorboard package (pip install 'panet[tensorboard]')"
+                ) from None
             board = SummaryWriter(str(out / "tensorboard"))
     precision = resolve_precision(config.precision, device)
     if main_process and not quiet:
         if config.precision == "auto":
             print(f"precision auto: {precision} on this {device.type}", file=sys.stderr, flush=True)
         elif precision == "bf16" and not native_bf16(device):
-            print(f"note: this {device.type} has no native bf16, so bf16 autocast is emulated (a training step "
-                  "measured ~10x slower than fp32 on an AVX2 CPU); precision: auto picks fp32 here",
-                  file=sys.stderr, flush=True)
+            print(
+                f"note: this {device.type} has no native bf16, so bf16 autocast is emulated (a training step "
+                "measured ~10x slower than fp32 on an AVX2 CPU); precision: auto picks fp32 here",
+                file=sys.stderr,
+                flush=True,
+            )
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     losses: list[float] = []
     model.train()
@@ -542,7 +581,7 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
             step += 1
             if ema is not None:
                 # warm-up: early on the average would be mostly the random initialisation
-                decay = min(config.ema, (1 + step) / (10 + step))
+                decay = min(config.ema or 0.0, (1 + step) / (10 + step))
                 with torch.no_grad():
                     for k, v in model.state_dict().items():
                         if v.dtype.is_floating_point:
@@ -554,7 +593,7 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
                 dist.all_reduce(loss)
                 loss /= world
             losses.append(loss.item())
-            if not main_process:
+            if not main_process or writer is None or log is None:  # the main process logs
                 continue
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
@@ -576,16 +615,27 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
                 if not show_bar and not quiet:
                     rate = elapsed / (step - first_step)
                     eta = rate * (config.iterations - step)
-                    print(f"step {step}/{config.iterations} loss {losses[-1]:.4f} lr {lr:.3g} {rate:.2f} s/it "
-                          f"eta {eta / 3600:.1f} h" + ("" if val is None else f" val PSNR {val:.2f}"), file=sys.stderr, flush=True)
+                    print(
+                        f"step {step}/{config.iterations} loss {losses[-1]:.4f} lr {lr:.3g} {rate:.2f} s/it "
+                        f"eta {eta / 3600:.1f} h" + ("" if val is None else f" val PSNR {val:.2f}"),
+                        file=sys.stderr,
+                        flush=True,
+                    )
             if val is not None:
                 plot_log(out / "log.csv", out / "curves.png", title=f"{config.model} {config.task} {config.data.level}")
             if step % config.checkpoint_every == 0 or step == stop:
-                _save_checkpoint(ckpt_path, {
-                    "step": step, "config": dataclasses.asdict(config), "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "ema": ema,
-                    "torch_rng": torch.get_rng_state(),
-                })
+                _save_checkpoint(
+                    ckpt_path,
+                    {
+                        "step": step,
+                        "config": dataclasses.asdict(config),
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "ema": ema,
+                        "torch_rng": torch.get_rng_state(),
+                    },
+                )
                 write_run_weights(config, model, ema, step, command, precision)
         if main_process and step > first_step:
             plot_log(out / "log.csv", out / "curves.png", title=f"{config.model} {config.task} {config.data.level}")
@@ -600,7 +650,7 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
         if world > 1 and dist.is_initialized():
             # Drop DDP (and the loader) before the process group: tearing DDP down after
             # destroy_process_group could hang at exit (seen with gloo, 1 run in 3).
-            net = loader = None
+            del net, loader
             import gc
 
             gc.collect()
@@ -623,8 +673,11 @@ def validation_files(config: TrainConfig) -> list[Path]:
     ``val_images`` of a training set (a held-out split) instead of on a benchmark set."""
     from .data import find_images
 
-    return [f for folder in _folders(config.data.val, config.data.data_root)
-            for f in find_images(folder)[: config.data.val_images or None]]
+    return [
+        f
+        for folder in _folders(config.data.val, config.data.data_root)
+        for f in find_images(folder)[: config.data.val_images or None]
+    ]
 
 
 def validate(config: TrainConfig, model, ema: dict | None) -> float | None:
@@ -665,8 +718,11 @@ def validation_reference(config: TrainConfig, colors: int) -> dict | None:
             restorer = make_baseline(name, config.task, level)
         except ImportError:
             continue
-        scores = [r.psnr for set_name, pairs, scale in _validation_sets(config, colors)
-                  for r in evaluate_set(restorer, pairs, set_name=set_name, scale=scale)]
+        scores = [
+            r.psnr
+            for set_name, pairs, scale in _validation_sets(config, colors)
+            for r in evaluate_set(restorer, pairs, set_name=set_name, scale=scale)
+        ]
         return {"baseline": name, "level": level, "psnr": float(np.mean(scores))} if scores else None
     return None
 

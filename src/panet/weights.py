@@ -2,6 +2,7 @@
 
 Nothing here unpickles code: ``.pt`` files are read with ``weights_only=True``.
 """
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import os
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -17,10 +18,10 @@ from torch import Tensor
 
 from .attention import PyramidAttention
 from .blocks import ResBlock
-from .files import atomic_write  # noqa: F401  (kept importable from here)
+from .files import atomic_write
 from .model import DIV2K_MEAN, PANet
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 FORMAT = "panet/1"
 
 # --------------------------------------------------------------------------
@@ -65,8 +66,10 @@ def read_torch_file(path: PathLike, *, map_location: str | torch.device = "cpu")
         packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
         if packed:
             declared = sum(r.file_size for r in records)
-            raise ValueError(f"{path}: its tensor data is compressed ({len(packed)} records, {declared / 2**20:.0f} MB "
-                             "unpacked); torch.save never writes that, so panet does not unpack it")
+            raise ValueError(
+                f"{path}: its tensor data is compressed ({len(packed)} records, {declared / 2**20:.0f} MB "
+                "unpacked); torch.save never writes that, so panet does not unpack it"
+            )
     try:
         return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:
@@ -83,7 +86,7 @@ def _read_header(path: Path) -> tuple[dict[str, str], dict[str, tuple[int, ...]]
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {}), {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        return dict(f.metadata() or {}), {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118  # safe_open is not iterable
 
 
 def _config_from_metadata(meta: Mapping[str, str], shapes: Mapping[str, tuple[int, ...]], path: Path) -> dict:
@@ -134,8 +137,12 @@ def load_weights(path: PathLike, *, map_location: str | torch.device = "cpu") ->
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path}: the config in its metadata does not make a network ({exc})") from None
     expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    _raise_key_errors(str(path), sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected)),
-                      [(k, shapes[k], expected[k]) for k in sorted(set(expected) & set(shapes)) if shapes[k] != expected[k]])
+    _raise_key_errors(
+        str(path),
+        sorted(set(expected) - set(shapes)),
+        sorted(set(shapes) - set(expected)),
+        [(k, shapes[k], expected[k]) for k in sorted(set(expected) & set(shapes)) if shapes[k] != expected[k]],
+    )
     try:
         tensors = load_file(str(path), device=str(map_location))
     except Exception as exc:
@@ -150,7 +157,9 @@ def _load_strict(model: nn.Module, tensors: Mapping[str, Tensor], origin: str) -
     missing = sorted(set(expected) - set(tensors))
     unknown = sorted(set(tensors) - set(expected))
     shapes = sorted(k for k in set(expected) & set(tensors) if expected[k].shape != tensors[k].shape)
-    _raise_key_errors(origin, missing, unknown, [(k, tuple(tensors[k].shape), tuple(expected[k].shape)) for k in shapes])
+    _raise_key_errors(
+        origin, missing, unknown, [(k, tuple(tensors[k].shape), tuple(expected[k].shape)) for k in shapes]
+    )
     model.load_state_dict(tensors, strict=True)
 
 
@@ -177,7 +186,7 @@ def _raise_key_errors(origin: str, missing, unknown, mis_shaped) -> None:
 _PA_NAMES = (("query", "conv_match_L_base"), ("key", "conv_match"), ("value", "conv_assembly"))
 # A row maps a release key to one of our parameter names, or to a constant the
 # release stores but we derive (escape_NaN, the mean-shift layers).
-Row = tuple[str, Union[str, Tensor]]
+Row = tuple[str, str | Tensor]
 
 
 def _pa_rows(release_prefix: str, our_prefix: str, pa: PyramidAttention) -> list[Row]:
@@ -213,7 +222,8 @@ def _release_layout(model: nn.Module) -> list[Row]:
         reasons.append(f"its attention res_scale is {pa.res_scale}, the release's is {0.1 if sr else 1.0}")
     if reasons:
         raise ValueError("this network cannot be written in the release's format: " + "; ".join(reasons))
-    mean = model.rgb_mean.flatten().cpu() if sr else torch.tensor(DIV2K_MEAN)
+    assert pa is not None and (model.rgb_mean is not None or not sr)  # else a reason above refused it
+    mean = model.rgb_mean.flatten().cpu() if model.rgb_mean is not None else torch.tensor(DIV2K_MEAN)
     rows: list[Row] = _mean_rows("sub_mean", mean, -1.0)
     if sr:  # PAEDSR registers its attention twice: as msa and inside body
         rows += _pa_rows("msa.", f"body.{model.attention_index}.", pa)
@@ -229,7 +239,7 @@ def _release_layout(model: nn.Module) -> list[Row]:
             rows += _pa_rows(f"body.{i}.", f"body.{i}.", block)
         else:
             rows += [(f"body.{i}.{p}", f"body.{i}.{p}") for p in ("weight", "bias")]
-    if sr:
+    if sr and model.upsample is not None:
         for j, layer in enumerate(model.upsample):
             if isinstance(layer, nn.Conv2d):
                 rows += [(f"tail.0.{j}.{p}", f"upsample.{j}.{p}") for p in ("weight", "bias")]
@@ -239,7 +249,7 @@ def _release_layout(model: nn.Module) -> list[Row]:
     return rows
 
 
-def to_official(model: nn.Module) -> "OrderedDict[str, Tensor]":
+def to_official(model: nn.Module) -> OrderedDict[str, Tensor]:
     """The release's state dict for ``model`` (a PANet / PA-EDSR network or a PyramidAttention)."""
     params = dict(model.named_parameters(remove_duplicate=False))
     out: OrderedDict[str, Tensor] = OrderedDict()
@@ -252,7 +262,17 @@ def to_official(model: nn.Module) -> "OrderedDict[str, Tensor]":
 # Reading the release's checkpoints
 # --------------------------------------------------------------------------
 
-_RELEASE_KWARGS = {"level", "res_scale", "channel", "reduction", "ksize", "stride", "softmax_scale", "average", "rgb_range"}
+_RELEASE_KWARGS = {
+    "level",
+    "res_scale",
+    "channel",
+    "reduction",
+    "ksize",
+    "stride",
+    "softmax_scale",
+    "average",
+    "rgb_range",
+}
 
 
 def _check_release_kwargs(kwargs: Mapping[str, Any]) -> None:
@@ -266,7 +286,9 @@ def _check_release_kwargs(kwargs: Mapping[str, Any]) -> None:
         return float(value)
 
     if "level" in kwargs and (not float(number("level")).is_integer() or not 1 <= number("level") <= 10):
-        raise ValueError(f"release argument level must be an integer in 1..10 (pyramid levels), got {kwargs['level']!r}")
+        raise ValueError(
+            f"release argument level must be an integer in 1..10 (pyramid levels), got {kwargs['level']!r}"
+        )
     if "softmax_scale" in kwargs and number("softmax_scale") <= 0:
         raise ValueError(f"release argument softmax_scale must be positive, got {kwargs['softmax_scale']!r}")
     for name in ("res_scale", "rgb_range", "channel", "reduction", "ksize", "stride"):
@@ -290,16 +312,23 @@ def _read_state_dict(source: Mapping[str, Tensor] | PathLike) -> dict[str, Tenso
                 raise ValueError(f"{path}: not a readable .safetensors file ({exc})") from None
         else:
             obj = read_torch_file(path)
-        source = obj
-    if isinstance(source, Mapping) and isinstance(source.get("state_dict"), Mapping):
-        source = source["state_dict"]  # e.g. the reference fixtures
-    if not isinstance(source, Mapping) or not all(isinstance(v, Tensor) for v in source.values()):
+    else:
+        obj = source
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]  # e.g. the reference fixtures
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError("expected a state dict (a mapping of names to tensors)")
-    return dict(source)
+    return dict(obj)
 
 
 def _int_keys(sd: Mapping[str, Tensor], prefix: str) -> list[int]:
-    return sorted({int(k[len(prefix):].split(".")[0]) for k in sd if k.startswith(prefix) and k[len(prefix):].split(".")[0].isdigit()})
+    return sorted(
+        {
+            int(k[len(prefix) :].split(".")[0])
+            for k in sd
+            if k.startswith(prefix) and k[len(prefix) :].split(".")[0].isdigit()
+        }
+    )
 
 
 def _pa_config(sd: Mapping[str, Tensor], prefix: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -347,8 +376,13 @@ def _network_for(sd: Mapping[str, Tensor], kwargs: Mapping[str, Any]) -> nn.Modu
     if float(kwargs.get("rgb_range", 1)) != 1:
         raise ValueError("only rgb_range=1 checkpoints are supported (the paper's setting)")
     common = dict(
-        colors=colors, features=features, blocks=blocks, attention_levels=pa["levels"],
-        attention_reduction=pa["reduction"], softmax_scale=pa["softmax_scale"], hard=pa["hard"],
+        colors=colors,
+        features=features,
+        blocks=blocks,
+        attention_levels=pa["levels"],
+        attention_reduction=pa["reduction"],
+        softmax_scale=pa["softmax_scale"],
+        hard=pa["hard"],
     )
     if not sr:
         model = PANet(**common, scale=1, act="prelu", res_scale=float(kwargs.get("res_scale", 1)))
@@ -362,7 +396,9 @@ def _network_for(sd: Mapping[str, Tensor], kwargs: Mapping[str, Any]) -> nn.Modu
         elif up == [0] and first.shape[0] in (4 * features, 9 * features):
             scale = 2 if first.shape[0] == 4 * features else 3
         else:
-            raise ValueError(f"cannot infer the upscaling factor from tail.0.* keys {up} and shape {tuple(first.shape)}")
+            raise ValueError(
+                f"cannot infer the upscaling factor from tail.0.* keys {up} and shape {tuple(first.shape)}"
+            )
         sub, add, weight = sd.get("sub_mean.bias"), sd.get("add_mean.bias"), sd.get("sub_mean.weight")
         mean = [round(v, 7) for v in (-sub).tolist()] if sub is not None and sub.numel() == 3 else list(DIV2K_MEAN)
         if sub is not None and add is not None and add.shape == sub.shape and not torch.allclose(add, -sub):
@@ -370,9 +406,15 @@ def _network_for(sd: Mapping[str, Tensor], kwargs: Mapping[str, Any]) -> nn.Modu
         if weight is not None and weight.numel() == 9 and not torch.equal(weight.flatten(), torch.eye(3).flatten()):
             raise ValueError("sub_mean.weight is not the identity (rgb_std != 1 is not supported)")
         model = PANet(
-            **common, scale=scale, act="relu", res_scale=float(kwargs.get("res_scale", 0.1)),
-            attention_res_scale=0.1, mean_shift=True, rgb_mean=tuple(mean),
+            **common,
+            scale=scale,
+            act="relu",
+            res_scale=float(kwargs.get("res_scale", 0.1)),
+            attention_res_scale=0.1,
+            mean_shift=True,
+            rgb_mean=tuple(mean),
         )
+    assert model.attention is not None  # every release network has its attention block
     model.attention.norm_eps = pa["norm_eps"]
     return model
 

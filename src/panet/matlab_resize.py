@@ -11,18 +11,22 @@ numpy arrays and torch tensors.
 
 Example:
     >>> import numpy as np
-    >>> from panet.imresize import imresize
+    >>> from panet.matlab_resize import imresize
     >>> imresize(np.zeros((9, 12, 3), np.uint8), 1 / 3).shape
     (3, 4, 3)
 """
+
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import TYPE_CHECKING, Union, overload
 
 import numpy as np
 
-Array = Union[np.ndarray, "torch.Tensor"]  # noqa: F821
+if TYPE_CHECKING:
+    import torch
+
+Array = Union[np.ndarray, "torch.Tensor"]
 
 
 def _cubic(x: np.ndarray) -> np.ndarray:
@@ -56,6 +60,10 @@ def output_size(size: int, scale: float) -> int:
     return int(math.ceil(size * scale))
 
 
+@overload
+def imresize(img: np.ndarray, scale: float) -> np.ndarray: ...
+@overload
+def imresize(img: torch.Tensor, scale: float) -> torch.Tensor: ...
 def imresize(img: Array, scale: float) -> Array:
     """Resize like MATLAB ``imresize(img, scale, 'bicubic')``.
 
@@ -67,11 +75,9 @@ def imresize(img: Array, scale: float) -> Array:
     """
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale}")
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        torch = None
-    if torch is not None and isinstance(img, torch.Tensor):
+    import torch  # a dependency; imported here to keep ``import panet.metrics`` light
+
+    if isinstance(img, torch.Tensor):
         return _imresize_torch(img, scale)
     arr = np.asarray(img)
     if arr.ndim not in (2, 3):
