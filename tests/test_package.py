@@ -56,3 +56,34 @@ def test_ci_fails_loudly_without_the_shared_material(tmp_path):
         cwd=tests.parent,
     )
     assert run.returncode == 0 and "skipped" in run.stdout, run.stdout[-2000:]
+
+
+def test_no_task_is_named_outside_the_task_table():
+    """Per-task behaviour lives in panet.tasks.TASKS: elsewhere in the package no comparison with a task name, no
+    table keyed by task names and no hand-written list of them (presets may still say which task they serve)."""
+    import ast
+    from pathlib import Path
+
+    import panet
+    from panet.tasks import TASKS
+
+    names = set(TASKS)
+
+    def constants(node):
+        return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+    offenders = []
+    for path in sorted(Path(panet.__file__).parent.rglob("*.py")):
+        if path.name == "tasks.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            found = None
+            if isinstance(node, ast.Compare) and names & set(constants(node)):
+                found = "comparison"
+            elif isinstance(node, ast.Dict) and names & {k.value for k in node.keys if isinstance(k, ast.Constant)}:
+                found = "table keyed by task"
+            elif isinstance(node, (ast.List, ast.Tuple, ast.Set)) and len(names & set(constants(node))) > 1:
+                found = "list of tasks"
+            if found:
+                offenders.append(f"{path.name}:{node.lineno} {found}")
+    assert not offenders, offenders

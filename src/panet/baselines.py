@@ -20,13 +20,7 @@ from .errors import UnknownNameError
 from .matlab_resize import imresize
 
 Restorer = Callable[[np.ndarray], np.ndarray]
-BASELINES = {
-    "bicubic": ("sr",),
-    "identity": ("sr", "denoise", "car", "demosaic"),
-    "bm3d": ("denoise",),
-    "menon": ("demosaic",),
-    "malvar": ("demosaic",),
-}
+BASELINES = ("bicubic", "identity", "bm3d", "menon", "malvar")  # which tasks each serves: Task.baselines
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
@@ -51,11 +45,12 @@ def make_baseline(name: str, task: str, level: float | None) -> Restorer:
     """A restorer for baseline ``name`` on ``task`` at ``level`` (SR scale, sigma, quality)."""
     if name not in BASELINES:
         raise UnknownNameError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
-    if task not in BASELINES[name]:
-        raise ValueError(f"baseline {name!r} does not apply to task {task!r}")
+    from .tasks import get_task
+
+    spec = get_task(task)
+    if name not in spec.baselines:
+        raise ValueError(f"baseline {name!r} does not apply to task {task!r}; choose from {', '.join(spec.baselines)}")
     if name == "identity":
-        if task == "sr":
-            raise ValueError("identity is not an SR baseline (sizes differ); use bicubic")
         return lambda img: img
     if name == "bicubic":
         if level is None:

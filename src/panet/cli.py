@@ -71,12 +71,12 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 def _eval_label(task: str, row: dict) -> str:
     """'CBSD68 σ50' for a card's eval row of a blind model (its rows differ by level); 'Set5' for SR weights."""
-    from .pretrained import LEVEL_SYMBOLS
+    from .tasks import get_task
 
-    prefix = LEVEL_SYMBOLS.get(task)
-    if prefix is None or row.get("level") is None:
+    spec = get_task(task)
+    if spec.upscales or spec.level_name is None or row.get("level") is None:
         return row["set"]
-    return f"{row['set']} {prefix}{row['level']:g}"
+    return f"{row['set']} {spec.level_symbol}{row['level']:g}"
 
 
 def _print_table(header: tuple, rows: list[tuple]) -> None:
@@ -201,7 +201,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     # The shipped default depends on the image (a colour photo goes to the colour denoiser, a gray one to the gray
     # denoiser), so without --weights / --model the network is chosen per image, once per kind of image.
     per_image = not (args.weights or args.model)
-    networks: dict[str | None, tuple] = {}  # keyed by the shipped weights' name, so each file loads once
+    networks: dict[tuple | None, tuple] = {}  # keyed by the file (resolver cache key), so each loads once
 
     def network(colors: int | None):
         key = _default_weights_name(args, colors) if per_image else None
@@ -327,45 +327,63 @@ def _int_or_auto(text: str, flag: str, minimum: int) -> int | None:
     return value
 
 
-def _default_weights_name(args: argparse.Namespace, colors: int | None) -> str:
-    """Name of the shipped weights `panet restore` picks for --task at its level and an image's colours."""
-    from .pretrained import find_weights
+def _choose(args: argparse.Namespace, colors: int | None = None):
+    """What `panet restore` / `explain` run: :func:`panet.resolver.choose_network` for the command's flags."""
+    from .resolver import choose_network
 
-    if not args.task:
-        raise CliError("give --task (sr, denoise, car, demosaic) or --weights NAME|FILE")
-    level = _task_level(args, required=args.task == "sr")
+    task = args.task
+    preset = args.model if args.model and not args.weights else None
+    if not (task or args.weights or preset):
+        raise CliError(f"give --task ({', '.join(_task_choices())}) or --weights NAME|FILE")
+    level = _task_level(args, required=False) if task else None
+    if task and _spec(task).upscales and level is None and not (args.weights or preset):
+        raise CliError(f"--task {task} needs --{_spec(task).level_name}")
     try:
-        return find_weights(args.task, level, colors).name
+        return choose_network(
+            task,
+            level,
+            weights=args.weights,
+            preset=preset,
+            random_init=args.random_init,
+            colors=colors,
+            seed=args.seed,
+        )
     except ValueError as exc:
         raise CliError(str(exc)) from None
+
+
+def _default_weights_name(args: argparse.Namespace, colors: int | None) -> tuple:
+    """The cache key of what `panet restore` runs for an image of ``colors`` channels (checks the flags)."""
+    return _choose(args, colors).key
 
 
 def _restore_network(args: argparse.Namespace, colors: int | None = None, announce: bool = True):
     """The network for `panet restore` / `explain`: --weights NAME|FILE, a preset with --random-init, or the
     shipped default for --task and its level (for images with ``colors`` channels, when given)."""
-    from .pretrained import select_weights, weights_task
+    from .pretrained import weights_task
+    from .resolver import resolve_network
 
-    task = args.task
-    if args.model and not args.weights:
-        if not args.random_init:
-            raise CliError(
-                f"{args.model!r} is a preset; pass --random-init to run it untrained, or --weights NAME|FILE"
-            )
-        from .registry import get_preset
-
-        return _load_network(args), task or get_preset(args.model).task
-    if not (task or args.weights):
-        raise CliError("give --task (sr, denoise, car, demosaic) or --weights NAME|FILE")
-    level = _task_level(args, required=task == "sr" and not args.weights) if task else None
+    choice = _choose(args, colors)
     try:
-        model, task, label = select_weights(task, level, args.weights, colors)
+        network = resolve_network(
+            args.task,
+            _task_level(args, required=False) if args.task else None,
+            weights=args.weights,
+            preset=args.model if args.model and not args.weights else None,
+            random_init=args.random_init,
+            colors=colors,
+            seed=args.seed,
+        )
     except ValueError as exc:
         raise CliError(str(exc)) from None
-    if not args.weights and announce:
-        print(f"using {label}", file=sys.stderr)
-    elif task == "sr" and args.scale is not None and args.scale != model.scale:
+    model, task = network.model, network.task
+    if choice.kind == "random":
+        print(f"note: {choice.name} has RANDOM weights (untrained)", file=sys.stderr)
+    elif not args.weights and announce:
+        print(f"using {choice.label}", file=sys.stderr)
+    elif task and _spec(task).upscales and args.scale is not None and args.scale != model.scale:
         raise CliError(f"{args.weights} upscale x{model.scale}, not x{args.scale}")
-    elif task and task != "sr":
+    elif task and not _spec(task).upscales:
         _check_in_range(args, task, weights_task(args.weights)[1])
     return model, task
 
@@ -379,12 +397,19 @@ def _check_in_range(args: argparse.Namespace, task: str, level) -> None:
         print(f"note: these weights were trained for levels {low:g}..{high:g}, not {value:g}", file=sys.stderr)
 
 
+def _spec(task: str):
+    from .tasks import get_task
+
+    return get_task(task)
+
+
 def _task_level(args: argparse.Namespace, task: str | None = None, *, required: bool = True) -> float | None:
     """The level flag that belongs to the task; the others must be absent."""
+    from .tasks import level_names
+
     task = task or args.task
-    flags = {"sr": "scale", "denoise": "sigma", "car": "quality", "demosaic": None}
-    wanted = flags[task]
-    for flag in ("scale", "sigma", "quality"):
+    wanted = _spec(task).level_name
+    for flag in level_names():
         if flag != wanted and getattr(args, flag, None) is not None:
             raise CliError(f"--{flag} does not apply to --task {task}")
     if wanted is None:
@@ -396,22 +421,23 @@ def _task_level(args: argparse.Namespace, task: str | None = None, *, required: 
 
 
 def _load_network(args: argparse.Namespace):
-    import torch
+    """--weights NAME|FILE, or --model NAME with --random-init (export, eval)."""
+    from .resolver import resolve_network
 
-    if args.weights:
-        from .pretrained import load_model
-
-        return load_model(args.weights)
-    if not args.random_init:
+    if not args.weights and not args.random_init:
         raise CliError(
             f"no trained weights given for {args.model!r}; pass --weights NAME|FILE, or --random-init "
             "to run the preset untrained"
         )
-    from .registry import create_model
-
-    torch.manual_seed(args.seed)
-    print(f"note: {args.model} has RANDOM weights (untrained)", file=sys.stderr)
-    return create_model(args.model)
+    try:
+        network = resolve_network(
+            None, weights=args.weights, preset=None if args.weights else args.model, random_init=True, seed=args.seed
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if network.choice.kind == "random":
+        print(f"note: {args.model} has RANDOM weights (untrained)", file=sys.stderr)
+    return network.model
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
@@ -480,16 +506,20 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         raise CliError("give exactly one of --model, --weights, --baseline")
     model = None
     if args.weights:
-        from .pretrained import select_weights
+        from .resolver import resolve_network
 
         # checks the weights' recorded task against --task, and supplies it when --task is absent
-        model, args.task, _ = select_weights(args.task, None, args.weights)
+        try:
+            network = resolve_network(args.task, None, weights=args.weights)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        model, args.task = network.model, network.task
         if args.task is None:
-            raise CliError(f"{args.weights} does not record its task; give --task (sr, denoise, car, demosaic)")
-        if args.task == "sr" and args.scale is None:
+            raise CliError(f"{args.weights} does not record its task; give --task ({', '.join(_task_choices())})")
+        if _spec(args.task).upscales and args.scale is None:
             args.scale = model.scale
     if args.task is None:
-        raise CliError("give --task (sr, denoise, car, demosaic)")
+        raise CliError(f"give --task ({', '.join(_task_choices())})")
     level = _task_level(args)
     folders: list[tuple[str, Path]] = []
     for name in (args.sets or "").split(","):
@@ -520,7 +550,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                 restorer,
                 p,
                 set_name=name,
-                scale=int(level) if args.task == "sr" and level is not None else 1,
+                scale=int(level) if _spec(args.task).upscales and level is not None else 1,
                 progress=bar.update,
             )
     print(f"{label}: task {args.task}" + (f", level {level:g}" if level is not None else ""))
@@ -563,6 +593,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _task_choices() -> list[str]:
+    from .tasks import TASKS
+
+    return list(TASKS)
+
+
+def _add_task_options(p: argparse.ArgumentParser, task_help: str | None = None, *, levels: bool = True) -> None:
+    """--task and each task's level flag (--scale, --sigma, --quality), all from the Task table."""
+    from .tasks import TASKS
+
+    p.add_argument("--task", choices=_task_choices(), help=task_help)
+    if not levels:
+        return
+    for spec in TASKS.values():
+        if spec.level_name:
+            p.add_argument(
+                f"--{spec.level_name}",
+                type=int if spec.integer_level else float,
+                help=f"{spec.level_title} for --task {spec.name}: {spec.level_rule}",
+            )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .images import DEFAULT_MAX_PIXELS
 
@@ -571,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the model presets")
     p.add_argument("pattern", nargs="?", default="*", help="glob over preset names")
-    p.add_argument("--task", choices=["sr", "denoise", "car", "demosaic"])
+    _add_task_options(p, levels=False)
     p.add_argument("--params", action="store_true", help="also count parameters (builds each model)")
     p.set_defaults(func=_cmd_models)
 
@@ -588,14 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("eval", help="PSNR / SSIM on benchmark sets with the paper's protocol")
-    p.add_argument(
-        "--task",
-        choices=["sr", "denoise", "car", "demosaic"],
-        help="required unless --weights records it (weights written by panet do)",
-    )
-    p.add_argument("--scale", type=int, help="SR scale (2, 3, 4)")
-    p.add_argument("--sigma", type=float, help="noise sigma on the 0-255 scale")
-    p.add_argument("--quality", type=int, help="JPEG quality")
+    _add_task_options(p, "required unless --weights records it (weights written by panet do)")
     p.add_argument("--model", help="a preset name")
     p.add_argument("--weights", help="a .safetensors file written by panet")
     p.add_argument("--baseline", help="bicubic | identity | bm3d | menon | malvar")
@@ -636,10 +681,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="the degraded input image")
     p.add_argument("--at", required=True, help="X,Y of the pixel (input coordinates)")
     p.add_argument("-o", "--output", required=True, help="PNG with one heat map per pyramid level")
-    p.add_argument("--task", choices=["sr", "denoise", "car", "demosaic"])
-    p.add_argument("--scale", type=int)
-    p.add_argument("--sigma", type=float)
-    p.add_argument("--quality", type=int)
+    _add_task_options(p)
     p.add_argument("--weights", help="shipped weights name or a file")
     p.add_argument("--model", help="a preset name, with --random-init")
     p.add_argument("--random-init", action="store_true")
@@ -675,14 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output file (one input: .png, .jpg, .tif, .bmp or .webp) or folder (several inputs, or a "
         "folder: PNGs with the inputs' stems)",
     )
-    p.add_argument(
-        "--task",
-        choices=["sr", "denoise", "car", "demosaic"],
-        help="what to undo; picks the shipped weights for it (not needed with --weights)",
-    )
-    p.add_argument("--scale", type=int, help="SR scale (2, 3, 4)")
-    p.add_argument("--sigma", type=float, help="noise sigma on the 0-255 scale (picks weights trained for it)")
-    p.add_argument("--quality", type=int, help="JPEG quality (picks weights trained for it)")
+    _add_task_options(p, "what to undo; picks the shipped weights for it and its level (not needed with --weights)")
     p.add_argument("--weights", help="shipped weights name (see `panet models`) or a .safetensors / release .pt file")
     p.add_argument("--model", help="a preset name, with --random-init (pipeline demo only)")
     p.add_argument("--random-init", action="store_true", help="run --model with random weights")

@@ -185,15 +185,16 @@ class TrainPairs(torch.utils.data.Dataset):
         self.level = Level.parse(level)
         self.task.check_level(self.level.low)
         self.task.check_level(self.level.high)
-        if self.task.name == "sr" and self.level.low != self.level.high:
+        if self.task.upscales and self.level.low != self.level.high:
             raise ValueError("SR trains one scale per model")
-        if self.task.name == "demosaic" and colors != 3:
+        if self.task.mosaic and colors != 3:
             raise ValueError("demosaicing needs colors=3")
         held_out = {Path(f).resolve() for f in exclude}
         files = [f for folder in folders for f in find_images(folder) if f.resolve() not in held_out]
         if not files:
             raise ValueError("every training image is held out for validation")
-        need = patch_size * (int(self.level.low) if self.task.name == "sr" else 1)
+        self.scale = int(self.level.low) if self.task.upscales else 1
+        need = patch_size * self.scale
         small = [f for f in files if min(_image_size(f)) < need]
         if small:
             files = [f for f in files if f not in set(small)]
@@ -204,9 +205,9 @@ class TrainPairs(torch.utils.data.Dataset):
                 f"({', '.join(f.name for f in small[:3])}{', ...' if len(small) > 3 else ''})",
                 file=sys.stderr,
             )
-        self.colors = 1 if self.task.name == "car" else colors
-        self.images = ImageCache(files, None if self.task.name == "car" else self.colors)
-        self.scale = int(self.level.low) if self.task.name == "sr" else 1
+        self.colors = self.task.image_colors(colors)
+        # luma tasks read colour photos as stored and take their Y (to_gray_y), as the JPEG literature does
+        self.images = ImageCache(files, None if self.task.luma else self.colors)
         self.patch_size, self.length, self.seed, self.augment = patch_size, length, seed, augment
         self._lr_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -215,13 +216,13 @@ class TrainPairs(torch.utils.data.Dataset):
 
     def _ground_truth(self, index: int) -> np.ndarray:
         image = self.images[index]
-        return to_gray_y(image) if self.task.name == "car" else image
+        return to_gray_y(image) if self.task.luma else image
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(i)])
         index = int(rng.integers(len(self.images)))
         p = self.patch_size
-        if self.task.name == "sr":
+        if self.task.upscales:
             # LR of the whole image (as the benchmark LR is made), then aligned crops
             if index not in self._lr_cache:
                 self._lr_cache[index] = self.task.make_pair(self._ground_truth(index), self.scale)
@@ -237,7 +238,7 @@ class TrainPairs(torch.utils.data.Dataset):
         patch = target[y0 : y0 + p, x0 : x0 + p]
         if self.augment:
             (patch,) = _augment([patch], rng)
-        level = self.level.sample(rng, integer=self.task.name == "car")
+        level = self.level.sample(rng, integer=self.task.integer_level)
         degraded, target = self.task.make_pair(patch, level or None, seed=int(rng.integers(2**32)))
         return to_chw(degraded), to_chw(target)
 
@@ -269,7 +270,7 @@ class EvalPairs:
         self.task = get_task(task)
         self.level = self.task.check_level(level)
         self.files = find_images(folder)
-        self.colors = {"car": 1, "sr": 3, "demosaic": 3}.get(self.task.name, colors)
+        self.colors = self.task.image_colors(colors)
         self.seed = seed
         if crop is not None and crop < 1:
             raise ValueError(f"crop must be a positive size, got {crop}")
@@ -280,7 +281,7 @@ class EvalPairs:
 
     def __iter__(self) -> Iterator[EvalItem]:
         for path in self.files:
-            colors = None if self.task.name == "car" else self.colors
+            colors = None if self.task.luma else self.colors
             image = read_image(path, colors=colors)
             if self.crop:
                 h, w = image.shape[:2]

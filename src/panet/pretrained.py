@@ -22,9 +22,6 @@ from typing import Any
 SHIPPED = Path(__file__).resolve().parent / "pretrained"
 
 
-LEVEL_SYMBOLS = {"denoise": "σ", "car": "q"}  # how a level is written for tasks whose level is not a scale
-
-
 @dataclass(frozen=True)
 class ShippedWeights:
     name: str
@@ -57,12 +54,10 @@ class ShippedWeights:
 
     @property
     def level_text(self) -> str:
-        if self.low is None:
-            return "-"
-        if self.task == "sr":
-            return f"x{self.low:g}"
-        name = LEVEL_SYMBOLS[self.task]
-        return f"{name} {self.low:g}" if self.low == self.high else f"{name} {self.low:g}..{self.high:g}"
+        """The trained level or range as documents write it ('x2', 'σ 0..75', '-')."""
+        from .tasks import get_task
+
+        return get_task(self.task).format_level(self.low, self.high)
 
 
 def task_text(weights: ShippedWeights) -> str:
@@ -181,19 +176,3 @@ def weights_task(name_or_path: str) -> tuple[str | None, Any]:
             return None, None
         return meta.get("task"), json.loads(meta["level"]) if "level" in meta else None
     return None, None
-
-
-def select_weights(
-    task: str | None, level: float | None = None, weights: str | os.PathLike | None = None, colors: int | None = None
-):
-    """(network, task, label): ``weights`` (a shipped name or a file) checked against ``task``, or else the
-    shipped default for ``task`` at ``level`` (for images with ``colors`` channels, when given)."""
-    if weights is None:
-        if task is None:
-            raise ValueError("give a task (sr, denoise, car, demosaic) or weights")
-        shipped = find_weights(task, level, colors)
-        return _load_shipped(shipped), task, f"shipped weights {shipped.name} ({shipped.level_text})"
-    recorded, _ = weights_task(str(weights))
-    if task and recorded and recorded != task:
-        raise ValueError(f"{weights} are {recorded} weights, not {task}")
-    return load_model(weights), task or recorded, str(weights)

@@ -149,6 +149,19 @@ def get_preset(name: str) -> Preset:
         raise UnknownNameError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
 
 
+def small_preset(task: str, scale: int = 1) -> str:
+    """The small (CPU-sized) preset for ``task`` with the task's image channels and, for SR, ``scale``: what a demo
+    without trained weights runs."""
+    from .tasks import get_task
+
+    spec = get_task(task)
+    for name in list_models(task=spec.name, paper=False):
+        config = _PRESETS[name].config
+        if config["colors"] == spec.colors and config["scale"] == (scale if spec.upscales else 1):
+            return name
+    raise UnknownNameError(f"no small preset for task {task!r} at scale {scale}")
+
+
 def create_model(name: str, **overrides: Any) -> PANet:
     """Build a preset, with any :class:`~panet.model.PANet` keyword overridden."""
     config = {**get_preset(name).config, **overrides}

@@ -14,7 +14,6 @@ a colour network goes through as three equal channels and comes back gray.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -23,23 +22,14 @@ import torch
 from torch import Tensor
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_weights(task: str | None, level: float | None, weights: str | None):
-    from .pretrained import select_weights
-
-    model, task, _ = select_weights(task, level, weights)
-    return model.eval(), task
-
-
 def _network(task: str | None, weights: str | None, model, level: float | None, colors: int | None = None):
+    """(network, task): ``model`` as given, else what :func:`panet.resolver.resolve_network` picks."""
     if model is not None:
         return model.eval(), task
-    if weights is None and task is not None:
-        from .pretrained import find_weights
+    from .resolver import resolve_network
 
-        # one cache entry per shipped file
-        return _cached_weights(task, None, find_weights(task, level, colors).name)
-    return _cached_weights(task, level, None if weights is None else str(weights))
+    network = resolve_network(task, level, weights=weights, colors=colors)
+    return network.model, network.task
 
 
 # Where no measurement names a tiling (weights not shipped with panet): the denoiser's choice in docs/tiling.md.
@@ -123,7 +113,9 @@ def check_run_options(
         raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {precision!r}")
     if precision == "fp16" and torch.device(device).type != "cuda":
         raise ValueError("fp16 needs CUDA; use bf16 on a CPU")
-    if ensemble and task == "demosaic":
+    from .tasks import get_task
+
+    if ensemble and task is not None and get_task(task).mosaic:
         raise ValueError("the x8 ensemble does not apply to demosaicing (a flip changes the Bayer phase)")
 
 
@@ -332,7 +324,9 @@ def restore_float(
     ``bayer``: for ``task="demosaic"``, the pattern of the input mosaic (a 1-channel raw image or the 3-channel
     zero-filled layout), read from the top-left 2x2 row by row."""
     from .matlab_resize import imresize
+    from .tasks import get_task
 
+    spec = get_task(task) if task is not None else None
     channels = array.shape[2]
     alpha = array[:, :, -1:] if channels in (2, 4) else None
     color = array[:, :, : channels - 1] if alpha is not None else array
@@ -342,13 +336,15 @@ def restore_float(
         x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].to(device)
         return run_network(model, x, task=task, **run)[0].permute(1, 2, 0).cpu().numpy()
 
-    if task == "demosaic":
+    if spec is not None and spec.mosaic:
         out = _demosaic(net, color, bayer)
     elif color.shape[2] == model.colors:
         out = net(color)
     elif model.colors == 3:  # gray image, colour network: three equal channels in, their mean out
         out = net(np.repeat(color, 3, axis=2)).mean(axis=2, keepdims=True)
-    elif task == "car":  # colour image, gray JPEG network: restore Y, keep Cb/Cr (JPEG codes them apart)
+    elif (
+        spec is not None and spec.luma
+    ):  # colour image, gray JPEG network: restore Y, keep Cb/Cr (JPEG codes them apart)
         out = _restore_luma(net, color)
     else:  # colour image, gray network: channel by channel
         out = np.concatenate([net(color[:, :, c : c + 1]) for c in range(color.shape[2])], axis=2)
@@ -398,16 +394,16 @@ def restore(
     """
     from .tasks import get_task
 
-    if task is not None:
-        get_task(task)
-    level = {"sr": scale, "denoise": sigma, "car": quality}.get(task or "")
-    if task == "sr" and scale is None and model is None and weights is None:
-        raise ValueError("task='sr' needs scale=2, 3 or 4")
+    spec = get_task(task) if task is not None else None
+    given = {"scale": scale, "sigma": sigma, "quality": quality}  # the keywords are the tasks' level names
+    level = given.get(spec.level_name) if spec is not None and spec.level_name else None
+    if spec is not None and spec.upscales and level is None and model is None and weights is None:
+        raise ValueError(f"task={task!r} needs {spec.level_name}={spec.level_rule}")
     target = resolve_device(device)
     check_run_options(task, tiling=tiling, ensemble=ensemble, precision=precision, device=target)
     array, info = _to_float_hwc(image)
     net, task = _network(task, weights, model, level, image_colors(array))
-    if task == "sr" and scale is not None and net.scale != scale:
+    if task is not None and get_task(task).upscales and scale is not None and net.scale != scale:
         raise ValueError(f"the network upscales x{net.scale}, not x{scale}")
     net = net.to(target)
     tile, overlap = resolve_tiling(net, target, tile, overlap)

@@ -21,14 +21,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-LEVELS = {"sr": ("scale", [2, 3, 4]), "denoise": ("sigma", None), "car": ("quality", None), "demosaic": (None, None)}
+from .tasks import TASKS, get_task
+
 MAX_UPLOAD = 64 * 2**20  # bytes of one uploaded file
-DEMO_PRESETS = {
-    "sr": "pa-edsr-s-x{scale}",
-    "denoise": "panet-dn-s",
-    "car": "panet-car-s",
-    "demosaic": "panet-demosaic-s",
-}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>panet: restore an image</title>
@@ -114,7 +109,6 @@ class RestoreService:
         self, *, random_init: bool = False, tile: int | None = None, max_pixels: int = 4_000_000, queue: int = 4
     ):
         self.random_init, self.tile, self.max_pixels, self.queue = random_init, tile, max_pixels, queue
-        self._models: dict[str, object] = {}
         self._lock = threading.Lock()
         self._run = threading.Lock()  # one restore at a time: it already uses every core
         self._admitted = 0  # running + waiting
@@ -124,22 +118,18 @@ class RestoreService:
         from .pretrained import list_weights
 
         out = {}
-        for task, (level, _) in LEVELS.items():
+        from .registry import small_preset
+
+        for task, spec in TASKS.items():
             shipped = list_weights(task=task)
             if not shipped and not self.random_init:
                 continue
-            default = {"sr": 2, "denoise": 25, "car": 10, "demosaic": None}[task]
-            label = {
-                "sr": "super-resolution",
-                "denoise": "denoising",
-                "car": "JPEG artifacts (gray)",
-                "demosaic": "demosaicing (GRBG mosaic)",
-            }[task]
             out[task] = {
-                "label": label,
-                "level": level,
-                "default": default,
-                "weights": [w.name for w in shipped] or ["random-init " + DEMO_PRESETS[task]],
+                "label": spec.label,
+                "level": spec.level_name,
+                "default": spec.default_level,
+                "weights": [w.name for w in shipped]
+                or ["random-init " + small_preset(task, int(spec.default_level or 1))],
             }
         return out
 
@@ -157,27 +147,15 @@ class RestoreService:
                 self._admitted -= 1
 
     def _model(self, task: str, level: float | None):
-        from .pretrained import find_weights, list_weights
-        from .weights import load_weights
+        from .pretrained import list_weights
+        from .resolver import resolve_network
 
-        with self._lock:
-            if list_weights(task=task):
-                w = find_weights(task, level, colors=3)  # the page sends RGB(A); prefer colour weights
-                key = w.name
-                if key not in self._models:
-                    self._models[key] = load_weights(w.file).eval()
-                return self._models[key], key
-            if not self.random_init:
-                raise ValueError(f"no weights ship for {task}; start with --random-init for a demo")
-            import torch
-
-            from .registry import create_model
-
-            name = DEMO_PRESETS[task].format(scale=int(level or 2))
-            if name not in self._models:
-                torch.manual_seed(0)
-                self._models[name] = create_model(name).eval()
-            return self._models[name], f"{name}, RANDOM weights"
+        if not self.random_init and not list_weights(task=task):
+            raise ValueError(f"no weights ship for {task}; start with --random-init for a demo")
+        # the page sends RGB(A): colour weights are preferred
+        network = resolve_network(task, level, colors=3, random_init=self.random_init)
+        choice = network.choice
+        return network.model, choice.label if choice.kind == "random" else choice.name
 
     def progress(self, job: str) -> dict:
         """Where the restore of ``job`` is: queued, running (tiles done of the current pass) or unknown."""
@@ -203,9 +181,8 @@ class RestoreService:
     def _restore(self, data: bytes, task: str, level: float | None, state: dict | None) -> tuple[bytes, str]:
         from .images import encode_image_float, read_image_float
         from .restoration import resolve_tiling, restore_float
-        from .tasks import get_task
 
-        if level is not None or task == "sr":
+        if level is not None or get_task(task).upscales:
             get_task(task).check_level(level)
         array, info = read_image_float(data, max_pixels=self.max_pixels)  # the header's size, checked before decoding
         model, label = self._model(task, level)
@@ -231,15 +208,16 @@ def parse_level(task: str, text: str | None) -> float | None:
 
     if text is None or text == "":
         return None
-    name = LEVELS[task][0]
+    spec = get_task(task)
+    name = spec.level_name
     try:
         value = float(text)
     except ValueError:
         raise ValueError(f"{name} must be a number, got {text!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {text!r}")
-    get_task(task).check_level(value)
-    return int(value) if task == "sr" else value
+    spec.check_level(value)
+    return int(value) if spec.integer_level else value
 
 
 def _job_id(text: str | None) -> str | None:
@@ -374,9 +352,10 @@ def make_handler(
                 return self._error(400, "send the image file as the request body, with a valid Content-Length")
             task = query.get("task", "")
             try:
-                if task not in LEVELS:
+                if task not in TASKS:
                     raise ValueError(f"unknown task {task!r}")
-                level = parse_level(task, query.get(LEVELS[task][0])) if LEVELS[task][0] else None
+                level_name = TASKS[task].level_name
+                level = parse_level(task, query.get(level_name)) if level_name else None
                 with service.admission():
                     data = self._read_body(length)
                     start = time.perf_counter()

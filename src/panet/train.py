@@ -212,7 +212,7 @@ def _validate_data(c: TrainConfig, task) -> None:
     if d.workers < 0:
         raise ValueError(f"data.workers must be >= 0, got {d.workers}")
     level = d.level
-    if task.name == "demosaic":
+    if task.level_name is None:
         return
     if isinstance(level, list) and len(level) == 2 and all(_is_number(v) for v in level):
         if level[0] > level[1]:
@@ -665,7 +665,7 @@ def _validation_sets(config: TrainConfig, colors: int):
     for folder in _folders(config.data.val, config.data.data_root):
         pairs = EvalPairs(folder, task=config.task, level=_val_level(config), colors=colors, crop=config.data.val_crop)
         pairs.files = pairs.files[: config.data.val_images or None]
-        yield folder.name, pairs, int(config.data.level) if config.task == "sr" else 1
+        yield folder.name, pairs, int(config.data.level) if pairs.task.upscales else 1
 
 
 def validation_files(config: TrainConfig) -> list[Path]:

@@ -1,0 +1,76 @@
+"""panet.resolver: the one place that decides which network runs, and its cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import panet
+from panet import resolver
+from panet.pretrained import find_weights, list_weights
+from panet.tasks import TASKS
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    resolver.clear_cache()
+    yield
+    resolver.clear_cache()
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_the_shipped_default_is_the_one_that_covers_the_level(task):
+    spec = TASKS[task]
+    level = spec.default_level
+    choice = resolver.choose_network(task, level)
+    assert choice.kind == "shipped" and choice.task == task
+    assert choice.name == find_weights(task, level).name
+    assert choice.label.startswith(f"shipped weights {choice.name} (")
+
+
+def test_image_colours_choose_between_the_gray_and_the_colour_denoiser():
+    colour = resolver.choose_network("denoise", 25, colors=3)
+    gray = resolver.choose_network("denoise", 25, colors=1)
+    shipped = {w.name: w for w in list_weights(task="denoise")}
+    assert shipped[colour.name].colors == 3 and shipped[gray.name].colors == 1
+
+
+def test_networks_load_once_and_the_cache_is_bounded():
+    first = resolver.resolve_network("denoise", 25, colors=3)
+    again = resolver.resolve_network("denoise", 30, colors=3)  # the same file covers both levels
+    assert again.model is first.model and not first.model.training
+    for scale in (2, 3, 4):
+        resolver.resolve_network("sr", scale)
+    resolver.resolve_network("car", 10)
+    assert len(resolver._cache) == resolver.CACHE_SIZE
+    assert resolver.resolve_network("denoise", 25, colors=3).model is not first.model  # evicted, loaded again
+
+
+def test_random_presets_are_seeded_and_need_random_init():
+    with pytest.raises(ValueError, match="is a preset; pass --random-init"):
+        resolver.choose_network(None, preset="panet-dn-s")
+    a = resolver.resolve_network(None, preset="panet-dn-s", random_init=True, seed=1)
+    b = resolver.resolve_network(None, preset="panet-dn-s", random_init=True, seed=2)
+    assert a.task == "denoise" and a.choice.label == "panet-dn-s, RANDOM weights"
+    assert not torch.equal(a.model.head.weight, b.model.head.weight)
+    resolver.clear_cache()
+    again = resolver.resolve_network(None, preset="panet-dn-s", random_init=True, seed=1)
+    assert torch.equal(a.model.head.weight, again.model.head.weight)
+
+
+def test_weights_are_checked_against_the_task():
+    with pytest.raises(ValueError, match="are denoise weights, not sr"):
+        resolver.choose_network("sr", 2, weights="panet-dn-s")
+    assert resolver.choose_network(None, weights="panet-dn-s").task == "denoise"  # the card says which
+    with pytest.raises(ValueError, match="give a task"):
+        resolver.choose_network(None)
+    with pytest.raises(ValueError, match="needs scale"):
+        resolver.choose_network("sr")
+
+
+def test_restore_runs_the_resolvers_network():
+    image = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    panet.restore(image, task="denoise", sigma=25)
+    key = resolver.choose_network("denoise", 25, colors=3).key
+    assert list(resolver._cache) == [key]
