@@ -393,3 +393,16 @@ def test_tile_bar_restarts_for_each_pass():
             for done in range(1, 11):
                 tiles.update(done, 10)
         assert (tiles.bar.n, tiles.bar.total) == (10, 10)
+
+
+def test_version_and_train_data_root(tmp_path, capsys):
+    import panet
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"panet {panet.__version__}"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data: {{train: [T91], level: 25, patch_size: 8}}\niterations: 1\nout_dir: {tmp_path / 'run'}\n")
+    # the named set is looked up under --data-root: an empty root names where it looked
+    assert main(["train", str(recipe), "--data-root", str(tmp_path / "empty-root"), "--quiet"]) != 0
+    assert str(tmp_path / "empty-root") in capsys.readouterr().err

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -44,6 +46,8 @@ def test_onnx_export_runs_in_onnxruntime_at_any_size(tmp_path):
         (y,) = session.run(None, {"image": x.numpy()})
         with torch.no_grad():
             np.testing.assert_allclose(y, model(x).numpy(), rtol=1e-4, atol=1e-5)
+    meta = session.get_modelmeta().custom_metadata_map  # the input contract travels with the file
+    assert "in [0, 1]" in meta["panet.contract"] and meta["panet.scale"] == "2" and meta["panet.colors"] == "3"
 
 
 def test_export_command(tmp_path, capsys):
@@ -52,6 +56,12 @@ def test_export_command(tmp_path, capsys):
         main(["export", "--model", "panet-dn-gray-s", "--random-init", "--format", "torchscript", "-o", str(out)]) == 0
     )
     assert torch.jit.load(str(out))(torch.rand(1, 1, 20, 20)).shape == (1, 1, 20, 20)
+    extra = {"panet.json": ""}
+    torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra["panet.json"])
+    assert "float32 NCHW" in meta["panet.contract"] and "[0, 1]" in meta["panet.contract"]
+    assert json.loads(meta["panet.config"])["colors"] == 1
+    assert "in [0, 1]" in capsys.readouterr().out
     assert (
         main(["export", "--model", "panet-dn-gray-s", "--random-init", "--format", "torchscript", "-o", str(out)]) == 2
     )

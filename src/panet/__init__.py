@@ -21,6 +21,8 @@ _EXPORTS = {
     "PANet": "model",
     "count_parameters": "model",
     "create_model": "registry",
+    "describe": "descriptor",
+    "resolve_network": "resolver",
     "list_models": "registry",
     "get_preset": "registry",
     "from_official": "weights",
@@ -56,11 +58,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .attention import PyramidAttention, patch_attention, pyramid_attention
+    from .descriptor import describe
     from .inference import forward_chop, forward_ensemble, forward_reflect_padded, forward_tiled
     from .matlab_resize import imresize
     from .model import PANet, count_parameters
     from .pretrained import list_weights, load_model
     from .registry import create_model, get_preset, list_models
+    from .resolver import resolve_network
     from .restoration import restore
     from .tasks import get_task
     from .weights import from_official, load_weights, save_weights, to_official

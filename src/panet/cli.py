@@ -452,7 +452,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
     model = _load_network(args)
     export_model(model, output, format=args.format)
     print(
-        f"wrote {output} ({args.format}, input (1, {model.colors}, H, W), output x{model.scale}); "
+        f"wrote {output} ({args.format}, input float32 (1, {model.colors}, H, W) in [0, 1], output x{model.scale}); "
         "memory grows with (H*W)^2: run it on tiles"
     )
 
@@ -570,7 +570,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _cmd_train(args: argparse.Namespace) -> None:
     from .train import load_config, train
 
-    config = load_config(args.config, args.overrides)
+    overrides = [*args.overrides, *([f"data.data_root={args.data_root}"] if args.data_root else [])]
+    config = load_config(args.config, overrides)
     command = " ".join(["panet", "train", args.config, *args.overrides])
     result = train(config, resume=args.resume, max_steps=args.max_steps, quiet=args.quiet, command=command)
     print(f"step {result['step']}: checkpoint and log in {result['out_dir']}")
@@ -616,9 +617,11 @@ def _add_task_options(p: argparse.ArgumentParser, task_help: str | None = None, 
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .images import DEFAULT_MAX_PIXELS
 
     parser = _Parser(prog="panet", description="Pyramid Attention Networks for image restoration")
+    parser.add_argument("--version", action="version", version=f"panet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("models", help="list the model presets")
@@ -690,7 +693,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=_cmd_explain)
 
-    p = sub.add_parser("export", help="export a network to ONNX or TorchScript (dynamic height and width)")
+    from .export import INPUT_CONTRACT
+
+    p = sub.add_parser(
+        "export",
+        help="export a network to ONNX or TorchScript (dynamic height and width)",
+        description=f"Export a network to ONNX or TorchScript. The graph's {INPUT_CONTRACT}. The file records this "
+        "contract and the network's settings (TorchScript: extra file panet.json; ONNX: metadata_props).",
+    )
     p.add_argument("--weights", help="shipped weights name or a .safetensors / release .pt file")
     p.add_argument("--model", help="a preset name, with --random-init")
     p.add_argument("--random-init", action="store_true")
@@ -703,6 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train from a YAML recipe (see configs/)")
     p.add_argument("config", help="YAML recipe")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. iterations=1000 optim.lr=2e-4")
+    p.add_argument(
+        "--data-root", help="folder holding the recipe's named sets (default: data.data_root or $PANET_DATA)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from out_dir/checkpoint.pt")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in this call (resume later)")
     p.add_argument("--quiet", action="store_true")

@@ -107,18 +107,51 @@ class ExportablePANet(nn.Module):
         return y
 
 
+# What an exported graph expects and returns; the file carries it too (TorchScript: the extra file panet.json,
+# ONNX: metadata_props). Feeding 0-255 values gives wrong outputs without any error.
+INPUT_CONTRACT = (
+    "input: float32 NCHW, RGB (or 1-channel gray) in [0, 1], any height and width >= 8; "
+    "output: the same layout and range (clip to [0, 1]), SR outputs scale x larger"
+)
+
+
+def export_metadata(model: PANet) -> dict[str, str]:
+    """The contract and the network's settings, as written into an exported file."""
+    import json
+
+    from .descriptor import describe
+
+    info = describe(model)
+    return {
+        "panet.contract": INPUT_CONTRACT,
+        "panet.task": info.task or "",
+        "panet.colors": str(info.colors),
+        "panet.scale": str(info.scale),
+        "panet.min_size": str(info.min_size),
+        "panet.tiling": f"{info.tiling[0]}/{info.tiling[1]}",
+        "panet.config": json.dumps(model.config, sort_keys=True),
+        "panet.weights": info.shipped_name or "",
+    }
+
+
 def export_model(
     model: PANet, path: str | os.PathLike, *, format: str, example_size: int = 48, opset: int | None = None
 ) -> None:
-    """Write ``model`` as ONNX (``format="onnx"``, needs the ``onnx`` extra) or TorchScript, dynamic H and W."""
+    """Write ``model`` as ONNX (``format="onnx"``, needs the ``onnx`` extra) or TorchScript, dynamic H and W.
+
+    The graph takes float32 NCHW images in [0, 1] (:data:`INPUT_CONTRACT`); the file records that contract and the
+    network's settings (:func:`export_metadata`)."""
     from .files import atomic_write
 
     if format not in ("onnx", "torchscript"):
         raise ValueError(f"format must be onnx or torchscript, got {format!r}")
     net = ExportablePANet(model.cpu().eval()).eval()
     if format == "torchscript":
+        import json
+
         scripted = torch.jit.script(net)
-        atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp))
+        extra = {"panet.json": json.dumps(export_metadata(model), indent=1)}
+        atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp, _extra_files=extra))
         return
     try:
         import onnx  # noqa: F401
@@ -142,6 +175,11 @@ def export_model(
         )
         if program is None:  # torch returns None only when given a file to write to itself
             raise RuntimeError("torch.onnx.export returned no program")
-        program.save(tmp)
+        import onnx
+
+        proto = program.model_proto
+        for key, value in export_metadata(model).items():
+            proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+        onnx.save(proto, tmp)
 
     atomic_write(path, write)

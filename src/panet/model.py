@@ -49,6 +49,8 @@ class PANet(nn.Module):
 
     # the name of the shipped weights it was loaded from (their measured tiling and card are found by it), else None
     shipped_name: str | None = None
+    # the task it restores, where known: from its preset (create_model), or recorded with its weights
+    task: str | None = None
 
     def __init__(
         self,

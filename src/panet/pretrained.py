@@ -137,7 +137,7 @@ def _load_shipped(w: ShippedWeights, map_location: str = "cpu"):
     from .weights import load_weights
 
     model = load_weights(w.file, map_location=map_location)
-    model.shipped_name = w.name
+    model.shipped_name, model.task = w.name, w.task
     return model
 
 

@@ -162,7 +162,24 @@ def small_preset(task: str, scale: int = 1) -> str:
     raise UnknownNameError(f"no small preset for task {task!r} at scale {scale}")
 
 
-def create_model(name: str, **overrides: Any) -> PANet:
-    """Build a preset, with any :class:`~panet.model.PANet` keyword overridden."""
-    config = {**get_preset(name).config, **overrides}
-    return PANet(**config)
+def create_model(name: str, pretrained: bool | str = False, **overrides: Any) -> PANet:
+    """Build a preset, with any :class:`~panet.model.PANet` keyword overridden.
+
+    ``pretrained=True`` loads the shipped weights of the preset's own name (``panet-dn-s``: the blind colour
+    denoiser); a string names other shipped weights trained with this preset (``"panet-dn-gray-s-sigma15"``).
+    Overrides cannot be combined with pretrained weights (the weights would not fit)."""
+    preset = get_preset(name)
+    if pretrained:
+        from .pretrained import list_weights, load_model
+
+        if overrides:
+            raise ValueError(f"overrides ({', '.join(overrides)}) cannot be combined with pretrained weights")
+        wanted = name if pretrained is True else str(pretrained)
+        shipped = {w.name: w for w in list_weights() if w.card.get("preset") == name}
+        if wanted not in shipped:
+            available = ", ".join(shipped) or "none"
+            raise UnknownNameError(f"no shipped weights {wanted!r} for preset {name!r}; available: {available}")
+        return load_model(wanted)
+    model = PANet(**{**preset.config, **overrides})
+    model.task = preset.task
+    return model

@@ -149,6 +149,10 @@ def load_weights(path: PathLike, *, map_location: str | torch.device = "cpu") ->
         raise ValueError(f"{path}: not a readable .safetensors file ({exc})") from None
     model = PANet(**config)
     _load_strict(model, tensors, str(path))
+    if isinstance(meta.get("task"), str):
+        from .tasks import TASKS
+
+        model.task = meta["task"] if meta["task"] in TASKS else None
     return model
 
 
