@@ -22,6 +22,7 @@ _EXPORTS = {
     "count_parameters": "model",
     "create_model": "registry",
     "describe": "descriptor",
+    "estimate_sigma": "noise_level",
     "resolve_network": "resolver",
     "list_models": "registry",
     "get_preset": "registry",
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inference import forward_chop, forward_ensemble, forward_reflect_padded, forward_tiled
     from .matlab_resize import imresize
     from .model import PANet, count_parameters
+    from .noise_level import estimate_sigma
     from .pretrained import list_weights, load_model
     from .registry import create_model, get_preset, list_models
     from .resolver import resolve_network

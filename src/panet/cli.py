@@ -202,6 +202,12 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     # denoiser), so without --weights / --model the network is chosen per image, once per kind of image.
     per_image = not (args.weights or args.model)
     networks: dict[tuple | None, tuple] = {}  # keyed by the file (resolver cache key), so each loads once
+    # `--sigma auto`: the level is estimated from each image (and chooses its weights); None until then
+    estimated = _spec(args.task).level_name if args.task else None
+    if estimated is None or getattr(args, estimated, None) != "auto":
+        estimated = None
+    else:
+        setattr(args, estimated, None)
 
     def network(colors: int | None):
         key = _default_weights_name(args, colors) if per_image else None
@@ -243,6 +249,12 @@ def _cmd_restore(args: argparse.Namespace) -> None:
                 array, info = read_image_float(path, max_pixels=args.max_pixels)
                 if info.get("notice"):
                     print(f"note: {info['notice']}", file=sys.stderr)
+                if estimated is not None:
+                    from .noise_level import estimate_sigma
+
+                    level = round(estimate_sigma(array), 1)
+                    setattr(args, estimated, level)
+                    print(f"{path}: estimated {_spec(args.task).level_title} {level:g}", file=sys.stderr)
                 model, task, (size, gap) = network(image_colors(array))
                 scale = getattr(model, "scale", 1)
                 check_pixels(
@@ -600,8 +612,27 @@ def _task_choices() -> list[str]:
     return list(TASKS)
 
 
-def _add_task_options(p: argparse.ArgumentParser, task_help: str | None = None, *, levels: bool = True) -> None:
-    """--task and each task's level flag (--scale, --sigma, --quality), all from the Task table."""
+def _level_type(integer: bool, auto: bool):
+    kind = int if integer else float
+
+    def parse(text: str):
+        if auto and text == "auto":
+            return "auto"
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not {'an integer' if integer else 'a number'}{' or auto' if auto else ''}: {text!r}"
+            ) from None
+
+    return parse
+
+
+def _add_task_options(
+    p: argparse.ArgumentParser, task_help: str | None = None, *, levels: bool = True, auto: bool = False
+) -> None:
+    """--task and each task's level flag (--scale, --sigma, --quality), all from the Task table. ``auto``: a level
+    that can be measured from the image may be given as ``auto``."""
     from .tasks import TASKS
 
     p.add_argument("--task", choices=_task_choices(), help=task_help)
@@ -609,10 +640,12 @@ def _add_task_options(p: argparse.ArgumentParser, task_help: str | None = None, 
         return
     for spec in TASKS.values():
         if spec.level_name:
+            estimable = auto and spec.level_estimable
             p.add_argument(
                 f"--{spec.level_name}",
-                type=int if spec.integer_level else float,
-                help=f"{spec.level_title} for --task {spec.name}: {spec.level_rule}",
+                type=_level_type(spec.integer_level, estimable),
+                help=f"{spec.level_title} for --task {spec.name}: {spec.level_rule}"
+                + (", or auto: estimated from each image (panet.estimate_sigma), and printed" if estimable else ""),
             )
 
 
@@ -730,7 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="output file (one input: .png, .jpg, .tif, .bmp or .webp) or folder (several inputs, or a "
         "folder: PNGs with the inputs' stems)",
     )
-    _add_task_options(p, "what to undo; picks the shipped weights for it and its level (not needed with --weights)")
+    _add_task_options(
+        p, "what to undo; picks the shipped weights for it and its level (not needed with --weights)", auto=True
+    )
     p.add_argument("--weights", help="shipped weights name (see `panet models`) or a .safetensors / release .pt file")
     p.add_argument("--model", help="a preset name, with --random-init (pipeline demo only)")
     p.add_argument("--random-init", action="store_true", help="run --model with random weights")

@@ -371,7 +371,7 @@ def restore(
     weights: str | None = None,
     model=None,
     scale: int | None = None,
-    sigma: float | None = None,
+    sigma: float | str | None = None,
     quality: int | None = None,
     tiling: str = "tile",
     tile: int | None = None,
@@ -384,7 +384,8 @@ def restore(
     """Restore ``image`` (numpy HxW[xC] uint8/uint16/float, PIL image, or tensor (C, H, W) / (1, C, H, W)).
 
     The network: ``model`` (a PANet), ``weights`` (a shipped name or a file), or the shipped default for ``task``
-    and its level (``scale`` for SR; ``sigma``/``quality`` choose among shipped denoising/JPEG weights).
+    and its level (``scale`` for SR; ``sigma``/``quality`` choose among shipped denoising/JPEG weights;
+    ``sigma="auto"`` estimates it from the image with :func:`panet.estimate_sigma`).
     Tiling as in ``panet restore`` (``tile`` / ``overlap`` None: :func:`auto_tiling`); ``ensemble`` averages the 8
     flips/transposes. ``precision``: ``auto`` runs
     the network under bf16 autocast where this machine has bf16 and measures it faster than fp32
@@ -402,6 +403,12 @@ def restore(
     target = resolve_device(device)
     check_run_options(task, tiling=tiling, ensemble=ensemble, precision=precision, device=target)
     array, info = _to_float_hwc(image)
+    if isinstance(level, str):
+        if level != "auto" or spec is None or not spec.level_estimable:
+            raise ValueError(f"{spec.level_name if spec else 'level'} must be a number, got {level!r}")
+        from .noise_level import estimate_sigma
+
+        level = round(estimate_sigma(array), 1)
     net, task = _network(task, weights, model, level, image_colors(array))
     if task is not None and get_task(task).upscales and scale is not None and net.scale != scale:
         raise ValueError(f"the network upscales x{net.scale}, not x{scale}")

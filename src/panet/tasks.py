@@ -41,6 +41,7 @@ class Task:
     integer_level: bool = False
     default_level: float | None = None
     upscales: bool = False  # the level is the output's scale factor (SR)
+    level_estimable: bool = False  # the level can be measured from the image (``--sigma auto``: estimate_sigma)
     any_colors: bool = False  # gray and colour networks both exist; otherwise images are read with ``colors``
     luma: bool = False  # works on the luma: colour ground truth becomes Y, a colour image restores Y, keeps chroma
     mosaic: bool = False  # the input is a Bayer mosaic (no flips: the x8 ensemble would change the phase)
@@ -168,6 +169,7 @@ TASKS: dict[str, Task] = {
         baselines=("bm3d", "identity"),
         level_name="sigma",
         level_title="noise sigma",
+        level_estimable=True,
         level_symbol="σ",
         level_range=(0, 255),
         default_level=25,
