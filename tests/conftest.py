@@ -15,6 +15,11 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracle.py
 
 
+# The benchmark sets: evaluation only, never training data or model selection.
+BENCHMARKS = {"Set5", "Set14", "B100", "Urban100", "Manga109", "Kodak24", "CBSD68", "BSD68", "McMaster", "LIVE1",
+              "Classic5", "Set12"}  # fmt: skip
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared; where it is absent the test skips with a message, or fails when CI=true."""
     path = SHARED.joinpath(*parts)

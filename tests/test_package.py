@@ -38,23 +38,15 @@ def test_ci_fails_loudly_without_the_shared_material(tmp_path):
     from pathlib import Path
 
     tests = Path(__file__).resolve().parent
-    env = {**os.environ, "CI": "true", "PANET_SHARED": str(tmp_path / "missing")}
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests / "test_fixtures.py")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tests.parent,
-    )
+
+    def fixture_tests(ci: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "CI": ci, "PANET_SHARED": str(tmp_path / "missing")}
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests / "test_fixtures.py")]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=tests.parent)
+
+    run = fixture_tests("true")
     assert run.returncode != 0 and "CI=true needs ../shared" in run.stdout + run.stderr, run.stdout[-2000:]
-    env["CI"] = "false"
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests / "test_fixtures.py")],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tests.parent,
-    )
+    run = fixture_tests("false")
     assert run.returncode == 0 and "skipped" in run.stdout, run.stdout[-2000:]
 
 

@@ -9,24 +9,12 @@ import pytest
 import torch
 
 import panet
+from conftest import BENCHMARKS
 from panet.pretrained import list_weights
 from panet.weights import read_metadata
 
 SHIPPED = list_weights()
-BENCHMARKS = {
-    "Set5",
-    "Set14",
-    "B100",
-    "Urban100",
-    "Manga109",
-    "Kodak24",
-    "CBSD68",
-    "BSD68",
-    "McMaster",
-    "LIVE1",
-    "Classic5",
-    "Set12",
-}
+
 CARD_KEYS = {"name", "preset", "task", "level", "iterations", "seed", "training_data", "command", "config", "torch"}
 
 

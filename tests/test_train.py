@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import BENCHMARKS
 from panet.images import write_image
 from panet.train import load_config, train
 
@@ -294,20 +295,6 @@ def test_run_writes_ema_weights_and_a_card(tiny, tmp_path):
 
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
-BENCHMARK_SETS = {
-    "Set5",
-    "Set14",
-    "B100",
-    "Urban100",
-    "Manga109",
-    "Kodak24",
-    "CBSD68",
-    "BSD68",
-    "McMaster",
-    "LIVE1",
-    "Classic5",
-    "Set12",
-}
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
@@ -320,7 +307,7 @@ def test_every_recipe_loads_builds_and_trains_on_training_sets_only(recipe):
     root = recipe.parents[1]
     config = load_config(recipe)
     model = panet.create_model(config.model, **config.model_overrides)
-    assert not set(config.data.train) & BENCHMARK_SETS, config.data.train
+    assert not set(config.data.train) & BENCHMARKS, config.data.train
     init = root / config.init if config.init else None
     if init is not None and init.parts[len(root.parts)] == "runs":
         # another recipe's output (its checkpoint or EMA weights): that recipe must exist; the file only where trained
