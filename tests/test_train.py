@@ -285,7 +285,8 @@ def test_run_writes_ema_weights_and_a_card(tiny, tmp_path):
     assert main(["train", str(tiny), "--quiet", "iterations=2", f"out_dir={out}"]) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["iterations"] == 2 and card["task"] == "denoise" and card["level"] == [10, 30]
-    assert card["command"].startswith("panet train ") and card["training_data"] == {"gt": 3}
+    # 3 images, the first held out for validation (val_images: 1)
+    assert card["command"].startswith("panet train ") and card["training_data"] == {"gt": 2}
     assert card["weights"] == "EMA" and card["config"]["seed"] == 0
     model = load_weights(out / "weights.safetensors")
     ema = torch.load(out / "checkpoint.pt", weights_only=True)["ema"]

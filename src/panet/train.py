@@ -384,6 +384,7 @@ def write_run_weights(
     folders = _folders(config.data.train, config.data.data_root)
     card_path = out / "card.json"
     previous = json.loads(card_path.read_text()) if card_path.exists() else {}
+    held_out = {p.resolve() for p in validation_files(config)}
     card = {
         "name": config.model,
         "preset": config.model,
@@ -394,7 +395,8 @@ def write_run_weights(
         "planned_iterations": config.iterations,
         "seed": config.seed,
         "precision": precision or config.precision,
-        "training_data": {f.name: len(find_images(f)) for f in folders},
+        # images trained on per set: the validation images are left out (validation_files)
+        "training_data": {f.name: len([p for p in find_images(f) if p.resolve() not in held_out]) for f in folders},
         "command": previous.get("command") or command,
         "config": dataclasses.asdict(config),
         "torch": torch.__version__,
