@@ -547,7 +547,10 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         restorer, colors, label = make_baseline(args.baseline, args.task, level), None, f"baseline {args.baseline}"
     else:
         model = model or _load_network(args)
-        restorer = network_restorer(model, args.task, tiling=args.tiling, tile=args.tile, overlap=args.tile_overlap)
+        from .restoration import resolve_tiling
+
+        tile, overlap = resolve_tiling(model, "cpu", args.tile, args.tile_overlap)  # as panet restore chooses
+        restorer = network_restorer(model, args.task, tiling=args.tiling, tile=tile, overlap=overlap)
         colors = model.colors
         label = args.model or args.weights
     pairs = [(name, EvalPairs(folder, task=args.task, level=level, colors=colors)) for name, folder in folders]
@@ -691,8 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="legacy",
         help="legacy: the release's forward_chop; tile: overlapping tiles, blended; none: whole images",
     )
-    p.add_argument("--tile", type=int, default=64, help="tile size for --tiling tile (as panet restore)")
-    p.add_argument("--tile-overlap", type=int, default=16, help="overlap for --tiling tile")
+    p.add_argument("--tile", type=int, help="tile size for --tiling tile (default: as panet restore --tile auto)")
+    p.add_argument("--tile-overlap", type=int, help="overlap for --tiling tile (default: as panet restore)")
     p.add_argument("--limit", type=int, help="only the first N images of each set")
     p.add_argument("--json", help="write per-image and mean results as JSON")
     p.add_argument("--csv", help="write per-image results as CSV")
