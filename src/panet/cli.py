@@ -210,9 +210,12 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         setattr(args, estimated, None)
 
     def network(colors: int | None):
-        key = _default_weights_name(args, colors) if per_image else None
+        if not per_image and None in networks:  # --weights / --model: one network for every image
+            return networks[None]
+        choice = _choose(args, colors if per_image else None)
+        key = choice.key if per_image else None
         if key not in networks:
-            model, task = _restore_network(args, colors if per_image else None)
+            model, task = _restore_network(args, colors if per_image else None, choice=choice)
             check_run_options(task, tiling=args.tiling, ensemble=args.ensemble, precision=args.precision, device=device)
             size, gap = resolve_tiling(model, device, tile, overlap)
             if args.tiling == "tile" and gap >= size:
@@ -234,7 +237,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     # A bad task, level, option, --weights or --model fails once, before any file is read; the shipped default is
     # only looked up here (it is loaded for the first image, whose colours decide which one).
     if per_image:
-        _default_weights_name(args, None)
+        _choose(args, None)
         check_run_options(
             args.task, tiling=args.tiling, ensemble=args.ensemble, precision=args.precision, device=device
         )
@@ -364,28 +367,16 @@ def _choose(args: argparse.Namespace, colors: int | None = None):
         raise CliError(str(exc)) from None
 
 
-def _default_weights_name(args: argparse.Namespace, colors: int | None) -> tuple:
-    """The cache key of what `panet restore` runs for an image of ``colors`` channels (checks the flags)."""
-    return _choose(args, colors).key
-
-
-def _restore_network(args: argparse.Namespace, colors: int | None = None, announce: bool = True):
+def _restore_network(args: argparse.Namespace, colors: int | None = None, announce: bool = True, choice=None):
     """The network for `panet restore` / `explain`: --weights NAME|FILE, a preset with --random-init, or the
-    shipped default for --task and its level (for images with ``colors`` channels, when given)."""
+    shipped default for --task and its level (for images with ``colors`` channels, when given). ``choice``: what
+    :func:`_choose` already chose for these flags."""
     from .pretrained import weights_task
-    from .resolver import resolve_network
+    from .resolver import load_network
 
-    choice = _choose(args, colors)
+    choice = choice or _choose(args, colors)
     try:
-        network = resolve_network(
-            args.task,
-            _task_level(args, required=False) if args.task else None,
-            weights=args.weights,
-            preset=args.model if args.model and not args.weights else None,
-            random_init=args.random_init,
-            colors=colors,
-            seed=args.seed,
-        )
+        network = load_network(choice)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     model, task = network.model, network.task

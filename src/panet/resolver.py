@@ -103,7 +103,7 @@ def choose_network(
     return Choice("shipped", w.name, spec.name, f"shipped weights {w.name} ({w.level_text})", _file_key(w.file))
 
 
-def _load(choice: Choice, seed: int):
+def _load(choice: Choice):
     from .pretrained import load_model
 
     if choice.kind == "random":
@@ -111,9 +111,22 @@ def _load(choice: Choice, seed: int):
 
         from .registry import create_model
 
-        torch.manual_seed(seed)
+        torch.manual_seed(choice.key[2])  # the seed is part of a random preset's key
         return create_model(choice.name)
     return load_model(choice.name)
+
+
+def load_network(choice: Choice) -> Network:
+    """The network of a :func:`choose_network` choice, loaded (or taken from the cache) and in eval mode."""
+    with _lock:
+        model = _cache.get(choice.key)
+        if model is None:
+            model = _load(choice).eval()
+            _cache[choice.key] = model
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
+        _cache.move_to_end(choice.key)
+    return Network(model, choice)
 
 
 def resolve_network(
@@ -127,18 +140,9 @@ def resolve_network(
     seed: int = 0,
 ) -> Network:
     """:func:`choose_network`, loaded (or taken from the cache) and in eval mode."""
-    choice = choose_network(
-        task, level, weights=weights, preset=preset, random_init=random_init, colors=colors, seed=seed
+    return load_network(
+        choose_network(task, level, weights=weights, preset=preset, random_init=random_init, colors=colors, seed=seed)
     )
-    with _lock:
-        model = _cache.get(choice.key)
-        if model is None:
-            model = _load(choice, seed).eval()
-            _cache[choice.key] = model
-            while len(_cache) > CACHE_SIZE:
-                _cache.popitem(last=False)
-        _cache.move_to_end(choice.key)
-    return Network(model, choice)
 
 
 def clear_cache() -> None:
