@@ -212,11 +212,6 @@ def level_names() -> list[str]:
     return [t.level_name for t in TASKS.values() if t.level_name]
 
 
-def task_for_level(name: str) -> Task:
-    """The task whose level is called ``name`` (scale -> sr)."""
-    return next(t for t in TASKS.values() if t.level_name == name)
-
-
 def get_task(name: str) -> Task:
     """The :class:`Task` called ``name`` (sr, denoise, car, demosaic); UnknownNameError lists the names."""
     try:
