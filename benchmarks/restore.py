@@ -12,9 +12,11 @@ Gaussian, sigma 25, seeded.
 
 Each configuration runs in a fresh subprocess after one untimed warm-up restore of a 64x64 crop: its peak memory
 is the peak RSS above the RSS after setup. FLOPs are counted exactly from the shapes each layer sees (forward
-hooks: every convolution, and 2 N L (9 C/r + 9 C) per pyramid-attention call), so "GFLOP/s" is the useful work of
-the whole restore per second, compared with the machine's fp32 and bf16 GEMM rates measured in the same run
-(2048^3, the faster of torch.mm and oneDNN's packed GEMM, best of 5). The 12 MP column extrapolates the seconds
+hooks: every convolution, and 2 N L (9 C/r + 9 C) per pyramid-attention call, the release's 3x3 patch GEMMs), so
+"GFLOP/s" is the release's work of the whole restore per second, compared with the machine's fp32 and bf16 GEMM
+rates measured in the same run (2048^3, the faster of torch.mm and oneDNN's packed GEMM, best of 5). On the
+factorised small-map path the attention executes a third of that work (1x3 row patches: 2 N L (3 C/r + 3 C)), so
+"executed GFLOP/s" counts what ran, against the GEMM rate of the precision it ran in. The 12 MP column extrapolates the seconds
 per pixel of the largest size.
 """
 
@@ -58,23 +60,31 @@ def photo(data_root: Path, size: int):
 
 
 class FlopCount:
-    """Useful FLOPs of a network's forward passes, from the shapes its layers see."""
+    """FLOPs of a network's forward passes, from the shapes its layers see: ``total`` counts the attention as the
+    release computes it (3x3 patch GEMMs), ``executed`` as this run computed it (1x3 row patches on the factorised
+    small-map path)."""
 
     def __init__(self, model):
         import torch
 
-        from panet.attention import PyramidAttention, pyramid_sizes
+        from panet.attention import PyramidAttention, pyramid_sizes, runs_factorised
 
-        self.total = 0.0
+        self.total = self.executed = 0.0
 
         def conv(module, args, out):
             k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels // module.groups
             self.total += 2.0 * out.numel() * k
+            self.executed += 2.0 * out.numel() * k
 
         def attention(module, args):
             b, c, h, w = args[0].shape
             keys = sum(hl * wl for hl, wl in pyramid_sizes(h, w, module.levels))
-            self.total += 2.0 * b * h * w * keys * 9 * (c // module.reduction + c)
+            work = 2.0 * b * h * w * keys * (c // module.reduction + c)
+            factorised = runs_factorised(
+                h, w, module.levels, hard=module.hard, max_direct_scores=module.max_direct_scores
+            )
+            self.total += 9 * work
+            self.executed += (3 if factorised else 9) * work
 
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d):
@@ -105,7 +115,7 @@ def worker(spec: dict) -> dict:
     )
     x = torch.from_numpy(noisy).permute(2, 0, 1)[None].float().div(255)
     run_network(model, x[..., :64, :64], **run)  # warm-up: oneDNN kernel generation, first-touch memory
-    counter.total = 0.0
+    counter.total = counter.executed = 0.0
     base = _rss_bytes()
     start = time.perf_counter()
     y = run_network(model, x, **run)
@@ -117,6 +127,7 @@ def worker(spec: dict) -> dict:
         "peak": max(peak, 0),
         "psnr": psnr(out, clean),
         "flops": counter.total,
+        "executed_flops": counter.executed,
         "precision": resolve_precision(run["precision"], "cpu"),
         "tiling": "legacy chop" if mode == "legacy" else f"tiles {tile}/{overlap}",
         "threads": torch.get_num_threads(),
@@ -199,6 +210,7 @@ def main() -> None:
                 size=size,
                 mode=mode,
                 rate=rate,
+                executed_rate=r["executed_flops"] / r["seconds"] / 1e9,
                 mp_per_min=size * size / 1e6 / r["seconds"] * 60,
                 twelve_mp=r["seconds"] * 12e6 / (size * size),
             )
@@ -211,14 +223,15 @@ def main() -> None:
             )
     lines = [
         "| photo | mode | tiling | precision | seconds | MP / min | peak MB | PSNR (dB) | GFLOP/s | % fp32 GEMM "
-        "| % bf16 GEMM | 12 MP (extrapolated) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| % bf16 GEMM | executed GFLOP/s | executed, % of its precision's GEMM | 12 MP (extrapolated) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['size']}x{r['size']} | {r['mode']} | {r['tiling']} | {r['precision']} | {r['seconds']:.1f} | "
             f"{r['mp_per_min']:.2f} | {r['peak'] / 2**20:.0f} | {r['psnr']:.2f} | {r['rate']:.0f} | "
-            f"{r['rate'] / rates['fp32']:.0%} | {r['rate'] / rates['bf16']:.0%} | {r['twelve_mp'] / 60:.1f} min |"
+            f"{r['rate'] / rates['fp32']:.0%} | {r['rate'] / rates['bf16']:.0%} | {r['executed_rate']:.0f} | "
+            f"{r['executed_rate'] / rates[r['precision']]:.0%} | {r['twelve_mp'] / 60:.1f} min |"
         )
     for size in sorted({r["size"] for r in rows}):
         by_mode = {r["mode"]: r for r in rows if r["size"] == size}

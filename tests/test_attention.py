@@ -8,7 +8,7 @@ from panet.attention import PyramidAttention, patch_attention, pyramid_sizes
 
 
 def make_block(channels=16, reduction=2, *, dtype=torch.float32, sharpen=1.0, **kwargs):
-    kwargs.setdefault("max_direct_scores", 0)  # the tiled kernel (the small-map inference path is tested apart)
+    kwargs.setdefault("max_direct_scores", 0)  # the tiled kernel (the factorised path is tested apart)
     block = PyramidAttention(channels, reduction, **kwargs).to(dtype)
     with torch.no_grad():  # larger query weights: a peaked softmax exercises the stabiliser
         block.query[0].weight.mul_(sharpen)
@@ -50,6 +50,59 @@ def test_small_map_path_and_kernel_agree_on_a_restore_tile(monkeypatch):
         torch.testing.assert_close(direct(x), expected, rtol=1e-5, atol=1e-5)
         with torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 embeddings and P.V, fp32 scores: ~1e-2 here
             assert (direct(x).float() - expected).abs().max() < 0.1
+
+
+@pytest.mark.parametrize(
+    "batch, channels, reduction, height, width, levels",
+    [(2, 16, 2, 12, 12, 5), (1, 8, 4, 13, 11, 3), (2, 4, 1, 9, 6, 1), (1, 16, 8, 5, 23, 5)],
+)
+def test_factorised_training_path_gradients_match_the_oracle(batch, channels, reduction, height, width, levels):
+    block = make_block(channels, reduction, levels=levels, dtype=torch.float64, sharpen=3.0, max_direct_scores=1 << 22)
+    ref_block = make_block(channels, reduction, levels=levels, dtype=torch.float64)
+    ref_block.load_state_dict(block.state_dict())
+    x = torch.randn(batch, channels, height, width, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out, ref = block(x), reference_module(ref_block, x_ref)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-9, atol=1e-9)
+    for (name, p), (_, q) in zip(block.named_parameters(), ref_block.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_factorised_training_path_gradcheck_float64():
+    block = make_block(4, 2, levels=3, dtype=torch.float64, sharpen=2.0, max_direct_scores=1 << 22)
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: block(inp), (x,), eps=1e-6, atol=1e-6)
+    names = [n for n, _ in block.named_parameters()]
+    weights = tuple(p.detach().clone().requires_grad_(True) for p in block.parameters())
+
+    def by_weights(*ws):
+        return torch.func.functional_call(block, dict(zip(names, ws)), (x.detach(),))
+
+    assert torch.autograd.gradcheck(by_weights, weights, eps=1e-6, atol=1e-6)
+
+
+def test_factorised_and_kernel_training_agree_in_bf16_autocast():
+    """Under bf16 autocast both paths run the weighted sum and the backward's products in bf16: close, not equal."""
+    fact = PyramidAttention(32, 2)
+    kernel = PyramidAttention(32, 2, max_direct_scores=0)
+    kernel.load_state_dict(fact.state_dict())
+    x = torch.randn(2, 32, 20, 18)
+    grads = []
+    for block, autocast in ((kernel, False), (fact, True), (kernel, True)):
+        inp = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = block(inp)
+        assert out.dtype == torch.float32
+        out.float().square().mean().backward()
+        grads.append(torch.cat([inp.grad.flatten(), *(p.grad.flatten() for p in block.parameters())]))
+        block.zero_grad()
+    exact, low_fact, low_kernel = grads
+    for low in (low_fact, low_kernel):
+        assert 0 < ((low - exact).norm() / exact.norm()).item() < 2e-2
 
 
 def test_matches_oracle_float32_with_res_scale_and_softmax_scale():

@@ -40,6 +40,7 @@ __all__ = [
     "pyramid_attention",
     "pyramid_scales",
     "pyramid_sizes",
+    "runs_factorised",
 ]
 
 PATCH = 3  # the release's patch size; its transposed conv hard-codes padding 1
@@ -458,75 +459,188 @@ def _pyramid_keys_values(x: Tensor, sizes, embed_key, embed_value) -> tuple[Tens
     return buffers
 
 
-# Inference on small feature maps (restore tiles): a sample's whole N x L score matrix fits in this many fp32
-# elements (16 MB, below glibc's 32 MB threshold for handing memory back, so the buffer is not page-faulted in
-# again each call), and the plain two-pass softmax beats the tiled kernel: no packing, no per-tile copies.
-DIRECT_SCORES = 1 << 22
+# The factorised path computes each sample's whole N x L score matrix (up to five such buffers at a time, forward and
+# backward) for maps with at most this many scores (64 MB in fp32: maps up to about 41x41). Measured on an AMD
+# Zen 4, 2 threads: at inference 2x faster than the tiled kernel at 36x36 and 1.5x at 40x40, in training 2-2.5x at
+# 24x24-32x32 and 1.3-1.6x at 40x40; at 48x48 no faster (the passes over the matrices leave the cache).
+DIRECT_SCORES = 1 << 24
 
 
-def _small_map_attention(
+def runs_factorised(
+    height: int,
+    width: int,
+    levels: int,
+    *,
+    hard: bool = False,
+    max_direct_scores: int = DIRECT_SCORES,
+) -> bool:
+    """Whether :func:`pyramid_attention` on a ``height`` x ``width`` map takes the factorised path (1x3 row-patch
+    GEMMs over each sample's whole score matrix) rather than the tiled kernel (3x3 patches): soft attention on maps
+    whose N x L score matrix has at most ``max_direct_scores`` elements, at inference and in training alike."""
+    n_keys = sum(hl * wl for hl, wl in pyramid_sizes(height, width, levels))
+    return not hard and height * width * n_keys <= max_direct_scores
+
+
+def _row_patches(t: Tensor) -> Tensor:
+    """(B, C, h, w) -> (B, h*w, 3C): each pixel's horizontal 1x3 neighbourhood (offsets -1, 0, +1), zero padded."""
+    width = t.shape[-1]
+    padded = F.pad(t, (1, 1))
+    return torch.cat([padded[..., i : i + width] for i in range(PATCH)], 1).flatten(2).transpose(1, 2).contiguous()
+
+
+def _diagonal_row_sum(src: Tensor, dst: Tensor, width: int, sizes) -> Tensor:
+    """``dst[(y, x), (ly, lx)] = sum_d src[(y+d, x), (ly+d, lx)]`` over d in -1..1 for each level's block of key
+    columns, zero outside the rows of ``src`` and the level: the vertical half of a 3x3 patch sum.
+
+    src, dst: (rows * width, L) score-like matrices, queries in row-major (y, x) order, keys as the levels'
+    row-major maps side by side.
+    """
+    dst.copy_(src)
+    rows = src.shape[0] // width
+    start = 0
+    for hl, wl in sizes:
+        a = src[:, start : start + hl * wl].unflatten(1, (hl, wl)).unflatten(0, (rows, width))
+        d = dst[:, start : start + hl * wl].unflatten(1, (hl, wl)).unflatten(0, (rows, width))
+        d[1:, :, 1:].add_(a[:-1, :, :-1])
+        d[:-1, :, :-1].add_(a[1:, :, 1:])
+        start += hl * wl
+    return dst
+
+
+def _factorised_inputs(x: Tensor, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, dtype, pv_dtype):
+    """Row patches of the scaled queries (B, N, 3C/r), of all levels' keys (B, L, 3C/r) and values (B, L, 3C), and
+    each key patch's norm (B, L). The norm is a 3x3 box sum of per-pixel squared norms (the unfold's zero padding),
+    not a reduction over 9x wider unfolded keys. Out-of-place throughout: in training autograd needs every step."""
+    queries = _row_patches(embed_query(x).to(dtype)) * softmax_scale
+    keys, values, norms = [], [], []
+    for size in sizes:
+        level = _resize(x, size)
+        k = embed_key(level).to(dtype)
+        squared = F.avg_pool2d(k.square().sum(1, keepdim=True), PATCH, 1, 1, count_include_pad=True) * (PATCH * PATCH)
+        norms.append(squared.sqrt().clamp_min(norm_eps).flatten(1))
+        keys.append(_row_patches(k))
+        values.append(_row_patches(embed_value(level).to(pv_dtype or dtype)))
+    return queries, torch.cat(keys, 1), torch.cat(values, 1), torch.cat(norms, 1)
+
+
+def _scores(queries: Tensor, keys: Tensor, onednn: bool, out: Tensor | None) -> Tensor:
+    """One sample's (N, L) row-patch scores."""
+    if onednn:  # oneDNN with the keys packed: 1.3x MKL's mm on these shapes (AMD Zen 4)
+        return _Gemm(keys, queries.shape[0], True)(queries)
+    return torch.mm(queries, keys.t(), out=out)
+
+
+def _factorised_forward(queries, keys, values, norm, width: int, sizes, pv_dtype) -> Tensor:
+    """(B, N, 3C) sums of value row patches weighted by the vertically summed probabilities, sample by sample."""
+    b, n = queries.shape[:2]
+    n_keys = keys.shape[1]
+    onednn = _onednn_available(queries)
+    pasted = queries.new_empty(b, n, values.shape[2])
+    scores = None if onednn else queries.new_empty(n, n_keys)  # oneDNN returns its own
+    probs = queries.new_empty(n, n_keys)
+    low = probs.new_empty(n, n_keys, dtype=pv_dtype) if pv_dtype is not None else None
+    for i in range(b):
+        scores = _scores(queries[i], keys[i], onednn, scores)
+        _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])
+        torch.ops.aten._softmax.out(probs, 1, False, out=scores)
+        weights = _diagonal_row_sum(scores, probs, width, sizes)
+        if low is not None:
+            weights = low.copy_(weights)
+        pasted[i] = torch.mm(weights, values[i])
+    return pasted
+
+
+class _FactorisedAttention(torch.autograd.Function):
+    """The factorised attention with a backward that recomputes each sample's probabilities (nothing N x L is
+    kept between the passes). With R the diagonal row sum (self-adjoint), S = R(Q K^T) / n, P = softmax(S),
+    out = R(P) V: dV = R(P)^T dO, dP = R(dO V^T), dS = P * (dP - rowsum(P dP)), dn = -colsum(dS * S) / n,
+    dQ = R(dS / n) K, dK = R(dS / n)^T Q."""
+
+    @staticmethod
+    def forward(ctx, queries, keys, values, norm, width, sizes, pv_dtype):
+        ctx.save_for_backward(queries, keys, values, norm)
+        ctx.width, ctx.sizes, ctx.pv_dtype = width, sizes, pv_dtype
+        return _factorised_forward(queries, keys, values, norm, width, sizes, pv_dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        queries, keys, values, norm = ctx.saved_tensors
+        width, sizes, low = ctx.width, ctx.sizes, ctx.pv_dtype
+        dtype = queries.dtype
+        onednn = _onednn_available(queries)
+        grad = grad.contiguous()
+        dq, dk, dv, dn = (
+            torch.empty_like(queries),
+            torch.empty_like(keys),
+            torch.empty_like(values),
+            torch.empty_like(norm),
+        )
+        scores, probs = None, torch.empty(queries.shape[1], keys.shape[1], dtype=dtype, device=queries.device)
+        work = torch.empty_like(probs)
+        for i in range(queries.shape[0]):
+            scores = _scores(queries[i], keys[i], onednn, None if onednn else scores)
+            s = _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])  # probs holds S for now
+            p = torch.softmax(s, 1)
+            g = grad[i].to(low or dtype)
+            d_weights = torch.mm(g, values[i].t()).to(dtype)  # dW = dO V^T
+            weights = _diagonal_row_sum(p, scores, width, sizes)  # R(P), into the score buffer
+            dv[i] = torch.mm(weights.to(low or dtype).t(), g)
+            d_probs = _diagonal_row_sum(d_weights, work, width, sizes)
+            del d_weights
+            ds = torch._softmax_backward_data(d_probs, p, 1, dtype)
+            del p
+            dn[i] = s.mul_(ds).sum(0).div_(norm[i]).neg_()
+            d_scores = _diagonal_row_sum(ds.div_(norm[i]), work, width, sizes).to(low or dtype)
+            del ds
+            dq[i] = torch.mm(d_scores, keys[i].to(low or dtype))
+            dk[i] = torch.mm(d_scores.t(), queries[i].to(low or dtype))
+        return dq, dk, dv, dn, None, None, None
+
+
+def _row_overlap_add(pasted: Tensor, height: int, width: int) -> Tensor:
+    """(B, N, 3C) sums per row patch -> (B, C, H, W): each pixel adds the parts of the row patches left of, on and
+    right of it."""
+    g = pasted.view(pasted.shape[0], height, width, PATCH, -1)
+    if torch.is_grad_enabled() and pasted.requires_grad:
+        centre = g[:, :, :, 1]
+        out = centre + F.pad(g[:, :, 1:, 0], (0, 0, 0, 1)) + F.pad(g[:, :, :-1, 2], (0, 0, 1, 0))
+    else:
+        out = g[:, :, :, 1].clone()
+        out[:, :, :-1] += g[:, :, 1:, 0]
+        out[:, :, 1:] += g[:, :, :-1, 2]
+    return out.permute(0, 3, 1, 2)
+
+
+def _factorised_attention(
     x: Tensor, sizes, embed_query, embed_key, embed_value, softmax_scale: float, norm_eps: float, pv_dtype
 ) -> Tensor:
-    """Inference attention of a small feature map: (B, N, C*9) patches before the fold.
+    """Pyramid attention with the 3x3 patches factorised: the (B, C, H, W) pasted map before the /4.
 
-    The normalised keys of all levels go into one (B, L, C/r*9) buffer, the values stay per level; each key patch's
-    norm comes from a 3x3 box sum of the per-pixel squared norms (the same zero padding as the unfold), not from the
-    9x wider unfolded keys. Scores, softmax and the row sums are fp32; the weighted sum runs in ``pv_dtype`` when given (or
-    the autocast dtype), accumulating in fp32.
+    A 3x3 patch score is a sum over 3 vertical offsets d of 1x3 row-patch scores at (query row y+d, key row ly+d),
+    so the score GEMM runs on 1x3 row patches (3x narrower than 3x3 patches) and the vertical sum is a shifted add
+    over the score matrix (:func:`_diagonal_row_sum`). The overlap-add of 3x3 value patches is the same sum applied
+    to the probabilities, then a GEMM with 1x3 value row patches (3x narrower) and a horizontal overlap-add of the
+    result. A third of the patch GEMMs' work, the release's result to float rounding; but the shifted adds and the
+    softmax pass over each sample's whole N x L matrix, so this pays while that stays small.
+
+    Scores, softmax and sums are fp32 (or the input's dtype); the weighted sum (and in training the backward's
+    products) runs in ``pv_dtype`` when given (or the autocast dtype), accumulating in fp32.
     """
-    b, _, h, w = x.shape
+    _, _, h, w = x.shape
     autocast = torch.is_autocast_enabled(x.device.type)
     dtype = torch.float32 if autocast else x.dtype  # scores never in the autocast dtype (see patch_attention)
     if pv_dtype is None and autocast:
         pv_dtype = torch.get_autocast_dtype(x.device.type)
     if pv_dtype == dtype:
         pv_dtype = None
-    queries = F.unfold(embed_query(x).to(dtype), PATCH, padding=1)  # (B, C/r*9, N)
-    n, n_keys = h * w, sum(hl * wl for hl, wl in sizes)
-    # every level's normalised key patches in one (B, L, C/r*9) buffer: one GEMM per sample gets the whole score
-    # matrix (per-level GEMMs into column slices of it ran 1.3x slower on an AMD Zen 4)
-    keys = queries.new_empty(b, n_keys, queries.shape[1])
-    values = []
-    start = 0
-    for size in sizes:
-        level = _resize(x, size)
-        k = embed_key(level).to(dtype)
-        squared = F.avg_pool2d(k.square().sum(1, keepdim=True), PATCH, 1, 1, count_include_pad=True).mul_(PATCH * PATCH)
-        norm = squared.sqrt_().clamp_min_(norm_eps).flatten(2)  # (B, 1, L_i)
-        width = norm.shape[2]
-        torch.div(F.unfold(k, PATCH, padding=1), norm, out=keys[:, start : start + width].transpose(1, 2))
-        start += width
-        v = embed_value(level)
-        values.append(F.unfold(v.to(pv_dtype or dtype), PATCH, padding=1))
-    onednn = _onednn_available(queries)
+    inputs = _factorised_inputs(x, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, dtype, pv_dtype)
+    queries, keys, values, norm = inputs
     with torch.autocast(x.device.type, enabled=False):
-        out = queries.new_empty(b, n, values[0].shape[1])
-        scores = queries.new_empty(n, n_keys)
-        for i in range(b):
-            q = queries[i].t().mul(softmax_scale)
-            if onednn:  # oneDNN, keys packed once per sample: 1.3x MKL's mm on these shapes (AMD Zen 4)
-                scores = _Gemm(keys[i], n, True)(q)
-            else:
-                torch.mm(q, keys[i].t(), out=scores)
-            top = scores.amax(1, keepdim=True)
-            probs = scores.sub_(top).exp_()
-            total = probs.sum(1, keepdim=True)
-            if pv_dtype is not None:
-                probs = probs.to(pv_dtype)
-            start = 0
-            for j, v in enumerate(values):
-                width = v.shape[2]
-                p = probs[:, start : start + width]
-                if pv_dtype is not None:  # low-precision product, fp32 sum
-                    part = torch.mm(p, v[i].t())
-                    out[i].copy_(part) if j == 0 else out[i].add_(part)
-                elif j == 0:
-                    torch.mm(p, v[i].t(), out=out[i])
-                else:
-                    out[i].addmm_(p, v[i].t())
-                start += width
-            out[i].div_(total)
-    return out
+        if torch.is_grad_enabled():
+            pasted = _FactorisedAttention.apply(queries, keys, values, norm, w, tuple(sizes), pv_dtype)
+        else:
+            pasted = _factorised_forward(queries, keys, values, norm, w, sizes, pv_dtype)
+        return _row_overlap_add(pasted, h, w)
 
 
 def pyramid_attention(
@@ -552,10 +666,10 @@ def pyramid_attention(
     is built from ``x`` itself and the key and value embeddings are applied to
     every level after resizing, as the release does.
 
-    At inference (no autograd, soft attention), a feature map whose N x L score matrix has at most
-    ``max_direct_scores`` elements (restore tiles up to about 34x34) computes it whole, level by level, with a
-    plain two-pass softmax; larger maps, training and hard attention run the tiled kernel
-    (:func:`patch_attention`). Both agree to float rounding; 0 always runs the kernel.
+    Soft attention on a feature map whose N x L score matrix has at most ``max_direct_scores`` elements (maps up
+    to about 41x41: restore tiles and training patches) takes the factorised path: a third of the GEMM work, each
+    sample's matrix whole (see :func:`runs_factorised`). Larger maps and hard attention run the tiled kernel (:func:`patch_attention`), whose
+    memory stays bounded at any size. Both agree to float rounding; limits of 0 always run the kernel.
     """
     if x.dim() != 4:
         raise ValueError(f"pyramid_attention expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
@@ -567,10 +681,11 @@ def pyramid_attention(
         )
     if b == 0:
         return x * res_scale
-    n_keys = sum(hl * wl for hl, wl in sizes)
-    if not hard and not torch.is_grad_enabled() and h * w * n_keys <= max_direct_scores:
-        out = _small_map_attention(x, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, pv_dtype)
-        return F.fold(out.transpose(1, 2), (h, w), PATCH, padding=1).div_(4).add_(x, alpha=res_scale)
+    if runs_factorised(h, w, levels, hard=hard, max_direct_scores=max_direct_scores):
+        pasted = _factorised_attention(x, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, pv_dtype)
+        if torch.is_grad_enabled():
+            return (pasted / 4 + res_scale * x).contiguous()
+        return pasted.div_(4).add_(x, alpha=res_scale).contiguous()
     queries = F.unfold(embed_query(x), PATCH, padding=1).transpose(1, 2)
     keys_t, values_t = _pyramid_keys_values(x, sizes, embed_key, embed_value)
     norm = keys_t.norm(dim=1, keepdim=True).clamp_min(norm_eps)
@@ -614,8 +729,8 @@ class PyramidAttention(nn.Module):
         hard: one-hot attention on the best match (the release's ``average=False``).
         norm_eps: keys are divided by max(||k||, norm_eps).
         query_block, key_block: tile size of the kernel (memory / speed trade-off).
-        max_direct_scores: inference on maps with at most this many scores (N x L) skips the tiled kernel
-            (see :func:`pyramid_attention`; 0: never).
+        max_direct_scores: maps with at most this many scores (N x L) take the factorised path instead of the
+            tiled kernel, at inference and in training (see :func:`runs_factorised`; 0: never).
         fast: compute the attention-weighted sum, and in training the backward's
             products other than the scores, in bfloat16 (about 1.3-1.5x faster forward
             and 2x faster backward on CPUs with bf16 GEMMs; ~1e-3 relative error on

@@ -99,19 +99,25 @@ MAX_TILES_PER_BATCH = 8
 
 
 def tile_bytes(model, tile: int) -> int:
-    """Rough peak memory of one ``tile`` x ``tile`` sample in a forward pass: the unfolded keys and values of all
-    pyramid levels (about 3.3 tile^2 key patches of 9 (C/r + C) floats), the queries and the pasted output, the
-    trunk's feature maps; plus one sample's score matrix (or the tiled kernel's score block), which batched
-    samples do not multiply."""
+    """Rough peak memory of one ``tile`` x ``tile`` sample in a forward pass: the pyramid's keys and values (about
+    3.3 tile^2 key positions), the queries and the pasted output, the trunk's feature maps; plus the score buffers
+    (two fp32 and one bf16 N x L matrix on the small-map path, one score block in the tiled kernel), which batched
+    samples share rather than multiply but which are counted per sample here to stay on the safe side."""
     block = getattr(model, "attention", None)
     features = getattr(model, "features", 64)
     trunk = 4 * 8 * features * tile * tile * getattr(model, "scale", 1) ** 2
     if block is None:
         return trunk
     keys = sum(int(tile * (1 - i / 10)) ** 2 for i in range(block.levels))
-    width = 9 * (block.channels // block.reduction + block.channels)
-    scores = min(tile * tile * keys, max(getattr(block, "max_direct_scores", 0), block.query_block * block.key_block))
-    return 4 * keys * width + 4 * tile * tile * width + 4 * scores + trunk
+    n_scores = tile * tile * keys
+    if n_scores <= getattr(block, "max_direct_scores", 0):  # the factorised path: 1x3 row patches
+        width, scores = 3 * (block.channels // block.reduction + block.channels), 10 * n_scores
+    else:  # the tiled kernel: 3x3 patches
+        width, scores = (
+            9 * (block.channels // block.reduction + block.channels),
+            4 * block.query_block * block.key_block,
+        )
+    return 4 * keys * width + 4 * tile * tile * width + scores + trunk
 
 
 def available_memory() -> int:
