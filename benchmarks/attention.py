@@ -5,7 +5,7 @@
     python benchmarks/attention.py --markdown docs/performance-table.md
 
 Every configuration runs in a fresh subprocess, so its peak memory (peak RSS above the RSS after setup) is its
-own and allocator settings apply per run. "ref" is the plain formulation from tests/oracle.py: N x L scores
+own and allocator settings apply per run. "ref" is the plain formulation from src/panet/nn/reference.py: N x L scores
 materialised, torch.softmax, einsum. "ref+THP" is the same with THP_MEM_ALLOC_ENABLE=1, which makes PyTorch's
 CPU allocator use huge pages and so cheapens the reference's page faults. Our block runs with the same setting
 in each pair. FLOPs = 2 * N * L * (C/r*9 + C*9). The GEMM rate is the best fp32 rate of torch.mm and oneDNN,
@@ -54,9 +54,8 @@ def worker(spec: dict) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT / "src"))
-    sys.path.insert(0, str(ROOT / "tests"))
-    from oracle import reference_module
-    from panet.attention import PyramidAttention
+    from panet.nn.attention import PyramidAttention
+    from panet.nn.reference import reference_module
 
     torch.manual_seed(0)
     if spec["impl"] == "gemm":

@@ -46,8 +46,8 @@ def photo(data_root: Path, size: int):
     """(clean, noisy) uint8 size x size x 3."""
     import numpy as np
 
-    from panet.degrade import gaussian_noise
-    from panet.images import read_image
+    from panet.data.degrade import gaussian_noise
+    from panet.data.images import read_image
 
     names = ["kodim01", "kodim02", "kodim03", "kodim05"]
     crops = [read_image(data_root / "benchmarks" / "Kodak24" / f"{n}.png")[:512, :512] for n in names]
@@ -67,7 +67,7 @@ class FlopCount:
     def __init__(self, model):
         import torch
 
-        from panet.attention import PyramidAttention, pyramid_sizes, runs_factorised
+        from panet.nn.attention import PyramidAttention, pyramid_sizes, runs_factorised
 
         self.total = self.executed = 0.0
 
@@ -96,10 +96,10 @@ class FlopCount:
 def worker(spec: dict) -> dict:
     import torch
 
+    from panet.evaluation.metrics import psnr
     from panet.hardware import resolve_precision
-    from panet.metrics import psnr
-    from panet.pretrained import find_weights, load_model
-    from panet.restoration import resolve_tiling, run_network
+    from panet.inference.restore import resolve_tiling, run_network
+    from panet.zoo.pretrained import find_weights, load_model
 
     clean, noisy = photo(Path(spec["data_root"]), spec["size"])
     model = load_model(find_weights("denoise", None, 3).name).eval()

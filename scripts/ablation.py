@@ -71,17 +71,25 @@ def main() -> None:
 
 
 def evaluate(task, level, sets, variant, label, run, out, args, suffix="") -> None:
-    """Score the run's EMA weights like the shipped ones, through results.py's per-image cache (keyed by the
-    weights' SHA-256): an interrupted evaluation resumes, a finished one is not repeated, a retrained one is."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from results import evaluate as evaluate_cached
-
-    from panet.pretrained import ShippedWeights
+    """Score the run's EMA weights like the shipped ones, through the per-image cache of results/models/ (keyed by
+    the weights' SHA-256): an interrupted evaluation resumes, a finished one is not repeated, a retrained one is."""
+    from panet.evaluation.cache import evaluate_weights
+    from panet.zoo.pretrained import ShippedWeights
 
     card = json.loads((run / "card.json").read_text())
     weights = ShippedWeights(run.name, task, None, None, run / "weights.safetensors", card)
     for set_name in sets:
-        mean = evaluate_cached(weights, task, level, set_name, args.data_root, "legacy", 64, 16)
+        mean = evaluate_weights(
+            weights,
+            task,
+            level,
+            set_name,
+            data_root=args.data_root,
+            tiling="legacy",
+            tile=64,
+            overlap=16,
+            cache=ROOT / "results" / "models",
+        )
         record = {
             "task": task,
             "level": level,

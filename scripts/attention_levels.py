@@ -3,7 +3,7 @@
     python scripts/attention_levels.py --weights panet-dn-s --set Kodak24 --data-root ../shared/data
 
 For a (blind) denoiser: for each of --images images and --pixels random pixels per image (fixed seeds), the share
-of attention mass on each pyramid level (panet.explain.attention_for_pixel, the window `panet restore` tiles
+of attention mass on each pyramid level (panet.inference.explain.attention_for_pixel, the window `panet restore` tiles
 would see) at each --sigmas; prints the mean shares with their standard error and writes them as JSON
 (results/attention_levels.json) and a bar chart (docs/attention_levels.png). "uniform" is the share each level
 would get from attention spread evenly over all key patches (levels differ in size), the baseline to compare with.
@@ -26,9 +26,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 def main() -> None:
     from PIL import Image, ImageDraw
 
-    from panet.data import EvalPairs, find_set
-    from panet.explain import attention_for_pixel
-    from panet.pretrained import load_model
+    from panet.data.datasets import EvalPairs, find_set
+    from panet.inference.explain import attention_for_pixel
+    from panet.zoo.pretrained import load_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", required=True, help="a denoiser: shipped name or file")

@@ -23,92 +23,40 @@ sys.path.insert(0, str(ROOT / "src"))
 
 CACHE = ROOT / "results" / "baselines"
 
-# (task, levels, sets, baselines), at the paper's levels (release.md section 4.3)
-PLAN = [
-    ("denoise", [10, 30, 50, 70], ["Kodak24", "CBSD68"], ["identity", "bm3d"]),
-    ("denoise", [15, 25, 50], ["Set12", "BSD68"], ["identity", "bm3d"]),
-    ("car", [10, 20, 30, 40], ["LIVE1", "Classic5"], ["identity"]),
-    ("demosaic", [None], ["McMaster", "Kodak24", "CBSD68"], ["identity", "menon", "malvar"]),
-    ("sr", [2, 3, 4], ["Set5", "Set14", "B100"], ["bicubic"]),
-]
 
-# The paper's numbers for the same baselines (release.md section 5): PSNR or (PSNR, SSIM).
-PAPER = {
-    ("denoise", "Kodak24", "bm3d", 10): 36.57,
-    ("denoise", "Kodak24", "bm3d", 30): 30.89,
-    ("denoise", "Kodak24", "bm3d", 50): 28.63,
-    ("denoise", "Kodak24", "bm3d", 70): 27.27,
-    ("denoise", "CBSD68", "bm3d", 10): 35.91,
-    ("denoise", "CBSD68", "bm3d", 30): 29.73,
-    ("denoise", "CBSD68", "bm3d", 50): 27.38,
-    ("denoise", "CBSD68", "bm3d", 70): 26.00,
-    ("car", "LIVE1", "identity", 10): (27.77, 0.7905),
-    ("car", "LIVE1", "identity", 20): (30.07, 0.8683),
-    ("car", "LIVE1", "identity", 30): (31.41, 0.9000),
-    ("car", "LIVE1", "identity", 40): (32.35, 0.9173),
-    ("car", "Classic5", "identity", 10): (27.82, 0.7800),
-    ("car", "Classic5", "identity", 20): (30.12, 0.8541),
-    ("car", "Classic5", "identity", 30): (31.48, 0.8844),
-    ("car", "Classic5", "identity", 40): (32.43, 0.9011),
-    ("demosaic", "McMaster", "identity", None): (9.17, 0.1674),
-    ("demosaic", "Kodak24", "identity", None): (8.56, 0.0682),
-    ("demosaic", "CBSD68", "identity", None): (8.43, 0.0850),
-}
-LABELS = {
-    "identity": {"denoise": "noisy input", "car": "JPEG", "demosaic": "mosaiced input"},
-    "bm3d": {"denoise": "BM3D / CBM3D"},
-    "menon": {"demosaic": "Menon 2007"},
-    "malvar": {"demosaic": "Malvar 2004"},
-    "bicubic": {"sr": "bicubic (MATLAB)"},
-}
-LEVEL = {"sr": "x{}", "denoise": "σ {}", "car": "q {}", "demosaic": "-"}
+def plan() -> list[tuple[str, tuple, tuple, tuple]]:
+    """(task, levels, sets, baselines) groups: the paper's evaluation plan (Task.benchmarks), in table order."""
+    from panet.tasks import TASKS
 
-
-def key_name(task, level, set_name, baseline) -> str:
-    return f"{task}_{'none' if level is None else level}_{set_name}_{baseline}.json"
+    return [(t.name, b.levels, b.sets, b.baselines) for t in TASKS.values() for b in t.benchmarks]
 
 
 def run_one(job) -> dict:
-    """One (task, level, set, baseline). Per-image results are cached as they come
-    (results/baselines/partial/), so a killed run loses at most one image."""
+    """One (task, level, set, baseline), cached image by image (a killed run loses at most one image)."""
     task, level, set_name, baseline, data_root = job
-    from panet.baselines import make_baseline
-    from panet.data import EvalPairs, find_set
-    from panet.evaluate import ImageResult, evaluate_set, summarize
+    from panet.data.datasets import EvalPairs, find_set
+    from panet.evaluation.baselines import make_baseline
+    from panet.evaluation.cache import cached_evaluation, record_name
+    from panet.tasks import get_task
 
-    name = key_name(task, level, set_name, baseline)
-    partial = CACHE / "partial" / name.removesuffix(".json")
-    partial.mkdir(parents=True, exist_ok=True)
     pairs = EvalPairs(find_set(set_name, data_root), task=task, level=level, colors=None)
-    restorer = make_baseline(baseline, task, level)
-    results = []
-    for path in list(pairs.files):
-        done = partial / f"{path.stem}.json"
-        if done.exists():
-            results.append(ImageResult(**json.loads(done.read_text())))
-            continue
-        pairs.files = [path]
-        (result,) = evaluate_set(restorer, pairs, set_name=set_name, scale=level if task == "sr" else 1)
-        done.write_text(json.dumps(result.__dict__))
-        results.append(result)
-    mean = summarize(results)[set_name]
-    record = {
-        "task": task,
-        "level": level,
-        "set": set_name,
-        "baseline": baseline,
-        **mean,
-        "per_image": {r.image: [round(r.psnr, 4), round(r.ssim, 5)] for r in results},
-    }
-    (CACHE / name).write_text(json.dumps(record, indent=1))
-    for f in partial.iterdir():
-        f.unlink()
-    partial.rmdir()
-    return record
+    scale = int(level) if get_task(task).upscales else 1
+    fields = {"task": task, "level": level, "set": set_name, "baseline": baseline}
+    return cached_evaluation(
+        CACHE / record_name(task, level, set_name, baseline),
+        make_baseline(baseline, task, level),
+        pairs,
+        set_name=set_name,
+        scale=scale,
+        fields=fields,
+    )
 
 
 def render() -> str:
     from panet import __version__
+    from panet.evaluation.baselines import baseline_label
+    from panet.evaluation.cache import record_name
+    from panet.tasks import get_task
 
     out = [
         "# Classical baselines",
@@ -122,7 +70,7 @@ def render() -> str:
         "",
     ]
     missing = []
-    for task, levels, sets, baselines in PLAN:
+    for task, levels, sets, baselines in plan():
         out += [
             f"## {task}",
             "",
@@ -132,15 +80,15 @@ def render() -> str:
         for set_name in sets:
             for level in levels:
                 for baseline in baselines:
-                    path = CACHE / key_name(task, level, set_name, baseline)
-                    label = LABELS[baseline][task]
-                    lvl = LEVEL[task].format(level)
+                    path = CACHE / record_name(task, level, set_name, baseline)
+                    label = baseline_label(baseline, task)
+                    lvl = get_task(task).format_level(level)
                     if not path.exists():
                         missing.append(f"{task} {lvl} {set_name} {baseline}")
                         out.append(f"| {set_name} | {lvl} | {label} | not run yet | | | | |")
                         continue
                     r = json.loads(path.read_text())
-                    paper = PAPER.get((task, set_name, baseline, level))
+                    paper = get_task(task).paper_score(baseline, set_name, level)
                     if paper is None:
                         paper_txt, delta = "", ""
                     else:
@@ -180,8 +128,8 @@ def render() -> str:
             key=lambda r: (set_order.index(r["set"]) if r["set"] in set_order else len(set_order), r["sigma"]),
         )
         for r in runs:
-            lit = literature.get((r["set"], int(r["sigma"]))) or PAPER.get(
-                ("denoise", r["set"], "bm3d", int(r["sigma"]))
+            lit = literature.get((r["set"], int(r["sigma"]))) or get_task("denoise").paper_score(
+                "bm3d", r["set"], int(r["sigma"])
             )
             out.append(
                 f"| {r['set']} | {r['sigma']:g} | {r['clipped, 8-bit']:.2f} | {r['unclipped float']:.2f} | "
@@ -200,13 +148,13 @@ def render() -> str:
             "",
             "Generated by `python scripts/jpeg_ssim_window.py --data-root ../shared/data`: SSIM of the JPEG itself with",
             "our window (11x11 Gaussian, σ 1.5, as the paper's MATLAB scripts) and with an 8x8 uniform window",
-            '(`panet.metrics.ssim(..., window="uniform8")`), against the paper\'s Table 3.',
+            '(`panet.evaluation.metrics.ssim(..., window="uniform8")`), against the paper\'s Table 3.',
             "",
             "| set | q | SSIM, 11x11 Gaussian | SSIM, 8x8 uniform | paper |",
             "|---|---|---|---|---|",
         ]
         for r in json.loads(window.read_text()):
-            paper = PAPER.get(("car", r["set"], "identity", r["quality"]))
+            paper = get_task("car").paper_score("identity", r["set"], r["quality"])
             out.append(
                 f"| {r['set']} | {r['quality']} | {r['gaussian11']:.4f} | {r['uniform8']:.4f} | "
                 f"{'' if paper is None else f'{paper[1]:.4f}'} |"
@@ -234,8 +182,10 @@ def main() -> None:
         return
     if not args.data_root:
         parser.error("--data-root is required (or --render)")
+    from panet.evaluation.cache import record_name
+
     jobs = []
-    for task, levels, sets, baselines in PLAN:
+    for task, levels, sets, baselines in plan():
         if args.only and task != args.only:
             continue
         for set_name in sets:
@@ -243,7 +193,7 @@ def main() -> None:
                 for baseline in baselines:
                     if args.methods and baseline not in args.methods.split(","):
                         continue
-                    if args.fresh or not (CACHE / key_name(task, level, set_name, baseline)).exists():
+                    if args.fresh or not (CACHE / record_name(task, level, set_name, baseline)).exists():
                         jobs.append((task, level, set_name, baseline, args.data_root))
     # slow jobs first, so the pool stays busy; among them gray (fast) first, then the levels our models target
     jobs.sort(key=lambda j: (j[3] != "bm3d", j[2] not in ("Set12", "BSD68"), j[1] != 50))

@@ -26,11 +26,11 @@ COLOUR_SETS = {"Kodak24", "CBSD68", "McMaster"}
 
 
 def main() -> None:
-    from panet.baselines import make_baseline
-    from panet.data import find_images, find_set
-    from panet.degrade import gaussian_noise, seed_for
-    from panet.images import read_image
-    from panet.metrics import psnr
+    from panet.data.datasets import find_images, find_set
+    from panet.data.degrade import gaussian_noise, seed_for
+    from panet.data.images import read_image
+    from panet.evaluation.baselines import make_baseline
+    from panet.evaluation.metrics import psnr
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True)

@@ -32,13 +32,13 @@ SHOW = {
 def main() -> None:
     from PIL import Image, ImageDraw
 
-    from panet.baselines import make_baseline
-    from panet.data import EvalPairs, find_set
-    from panet.evaluate import network_restorer
-    from panet.metrics import psnr
-    from panet.pretrained import list_weights, task_text
+    from panet.data.datasets import EvalPairs, find_set
+    from panet.evaluation.baselines import make_baseline
+    from panet.evaluation.evaluate import network_restorer
+    from panet.evaluation.metrics import psnr
     from panet.tasks import get_task
-    from panet.weights import load_weights
+    from panet.zoo.pretrained import list_weights, task_text
+    from panet.zoo.weights import load_weights
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root")

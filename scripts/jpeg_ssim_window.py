@@ -24,8 +24,8 @@ OUT = ROOT / "results" / "baselines" / "jpeg_ssim_window.json"
 
 
 def main() -> None:
-    from panet.data import EvalPairs, find_set
-    from panet.metrics import ssim
+    from panet.data.datasets import EvalPairs, find_set
+    from panet.evaluation.metrics import ssim
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root")

@@ -2,7 +2,7 @@
 
     python scripts/noise_level.py --data-root ../shared/data
 
-Each benchmark image gets the benchmark protocol's Gaussian noise (panet.degrade.gaussian_noise: added, clipped to
+Each benchmark image gets the benchmark protocol's Gaussian noise (panet.data.degrade.gaussian_noise: added, clipped to
 0..255 and rounded, seeded per image and level), and the estimate is compared with the sigma that was added.
 Clipping removes some noise at high sigma (dark and bright areas), so the noise actually present is a little
 below the nominal sigma there.
@@ -23,10 +23,10 @@ SIGMAS = (0, 5, 10, 15, 25, 50, 75)
 
 
 def rows(data_root: Path) -> list[dict]:
-    from panet.data import find_images, find_set
-    from panet.degrade import gaussian_noise
-    from panet.images import read_image
-    from panet.noise_level import estimate_sigma
+    from panet.data.datasets import find_images, find_set
+    from panet.data.degrade import gaussian_noise
+    from panet.data.images import read_image
+    from panet.data.noise_level import estimate_sigma
 
     out = []
     for name, colors in SETS.items():

@@ -18,7 +18,6 @@ The ablation table comes from results/ablation/*.json (scripts/ablation.py).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -30,110 +29,34 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from ablation import EVAL as ABLATION_TASKS  # noqa: E402
 from ablation import VARIANTS  # noqa: E402
 from baselines import CACHE as BASELINE_CACHE  # noqa: E402
-from baselines import LABELS, LEVEL, PLAN, key_name  # noqa: E402
+from baselines import plan  # noqa: E402
 from readme_block import replace_block  # noqa: E402
+
+from panet.evaluation.baselines import baseline_label  # noqa: E402
+from panet.evaluation.cache import evaluate_weights, parse_tiling_label, record_name, tiling_label  # noqa: E402
+from panet.evaluation.paper import benchmark_rows as plan_for  # noqa: E402
+from panet.tasks import get_task  # noqa: E402
 
 CACHE = ROOT / "results" / "models"
 DEFAULT_TILE, DEFAULT_OVERLAP = 64, 16  # --tiling tile without --tile / --tile-overlap
 ABLATION = ROOT / "results" / "ablation"
 
-# The paper's PANet / PA-EDSR (release.md section 5): PSNR or (PSNR, SSIM), by (task, set, level).
-PAPER_PANET = {
-    **{("denoise", "Kodak24", s): p for s, p in zip((10, 30, 50, 70), (37.35, 31.96, 29.65, 28.20))},
-    **{("denoise", "CBSD68", s): p for s, p in zip((10, 30, 50, 70), (36.50, 30.70, 28.33, 26.89))},
-    **{
-        ("car", "LIVE1", q): p
-        for q, p in zip((10, 20, 30, 40), ((29.69, 0.8250), (32.10, 0.8885), (33.55, 0.9157), (34.55, 0.9305)))
-    },
-    **{
-        ("car", "Classic5", q): p
-        for q, p in zip((10, 20, 30, 40), ((30.03, 0.8195), (32.36, 0.8712), (33.53, 0.8939), (34.38, 0.9068)))
-    },
-    ("demosaic", "McMaster", None): (40.00, 0.9737),
-    ("demosaic", "Kodak24", None): (43.29, 0.9905),
-    ("demosaic", "CBSD68", None): (42.86, 0.9933),
-    **{("sr", "Set5", s): p for s, p in zip((2, 3, 4), ((38.33, 0.9617), (34.84, 0.9306), (32.65, 0.9006)))},
-    **{("sr", "Set14", s): p for s, p in zip((2, 3, 4), ((34.22, 0.9224), (30.71, 0.8488), (28.87, 0.7891)))},
-    **{("sr", "B100", s): p for s, p in zip((2, 3, 4), ((32.42, 0.9027), (29.33, 0.8119), (27.76, 0.7445)))},
-}
+
+def level_text(task: str, level) -> str:
+    """'x2', 'σ 50', 'q 10', '-'."""
+    return get_task(task).format_level(level)
 
 
-def plan_for(weights) -> list[tuple[str, float | None, str]]:
-    """(task, level, set) rows for shipped weights: its task's sets at the paper's levels within its range."""
-    gray = weights.colors == 1
-    rows = []
-    for task, levels, sets, _ in PLAN:
-        if task != weights.task or (task == "denoise" and gray != (sets[0] == "Set12")):  # gray sets for gray models
-            continue
-        for set_name in sets:
-            for level in levels:
-                if task == "sr" and level != weights.low:
-                    continue
-                if weights.covers(level):
-                    rows.append((task, level, set_name))
-    return rows
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def tiling_label(tiling: str, tile: int, overlap: int) -> str:
-    return "legacy" if tiling == "legacy" else f"tile{tile}-{overlap}"
-
-
-def parse_tiling_label(label: str) -> tuple[str, int, int]:
-    """Inverse of tiling_label: 'legacy' or 'tile32-8' -> (tiling, tile, overlap)."""
-    if label == "legacy":
-        return "legacy", 0, 0
-    tile, overlap = label.removeprefix("tile").split("-")
-    return "tile", int(tile), int(overlap)
+def paper_panet(task: str, set_name: str, level):
+    """The paper's PANet / PA-EDSR on a set (release.md section 5): PSNR or (PSNR, SSIM), or None."""
+    return get_task(task).paper_score("panet", set_name, level)
 
 
 def evaluate(weights, task, level, set_name, data_root, tiling, tile, overlap) -> dict:
-    from panet.data import EvalPairs, find_set
-    from panet.evaluate import ImageResult, evaluate_set, network_restorer, summarize
-    from panet.tasks import get_task
-    from panet.weights import load_weights
-
-    digest = sha256(weights.file)[:16]
-    # the task's input padding changes the outputs, so it is part of the cache key (demosaicing: pad4)
-    pad = get_task(task).input_pad
-    digest += f"_pad{pad}" if pad else ""
-    name = f"{weights.name}_{digest}_{key_name(task, level, set_name, tiling_label(tiling, tile, overlap))}"
-    done_path = CACHE / name
-    if done_path.exists():
-        return json.loads(done_path.read_text())
-    partial = CACHE / "partial" / name.removesuffix(".json")
-    partial.mkdir(parents=True, exist_ok=True)
-    model = load_weights(weights.file)
-    restorer = network_restorer(model, task, tiling=tiling, tile=tile, overlap=overlap)
-    pairs = EvalPairs(find_set(set_name, data_root), task=task, level=level, colors=model.colors)
-    results = []
-    for path in list(pairs.files):
-        done = partial / f"{path.stem}.json"
-        if not done.exists():
-            pairs.files = [path]
-            (result,) = evaluate_set(restorer, pairs, set_name=set_name, scale=int(level) if task == "sr" else 1)
-            done.write_text(json.dumps(result.__dict__))
-        results.append(ImageResult(**json.loads(done.read_text())))
-    mean = summarize(results)[set_name]
-    record = {
-        "weights": weights.name,
-        "sha256": digest,
-        "task": task,
-        "level": level,
-        "set": set_name,
-        "tiling": tiling_label(tiling, tile, overlap),
-        **mean,
-        "per_image": {r.image: [round(r.psnr, 4), round(r.ssim, 5)] for r in results},
-    }
-    CACHE.mkdir(parents=True, exist_ok=True)
-    done_path.write_text(json.dumps(record, indent=1))
-    for f in partial.iterdir():
-        f.unlink()
-    partial.rmdir()
-    return record
+    """The weights' record on one set, from results/models/ or evaluated (and cached image by image)."""
+    return evaluate_weights(
+        weights, task, level, set_name, data_root=data_root, tiling=tiling, tile=tile, overlap=overlap, cache=CACHE
+    )
 
 
 def protocol_text(label: str) -> str:
@@ -156,15 +79,16 @@ def headline_rows(rows: list[dict]) -> list[dict]:
 def best_baseline(task, level, set_name) -> tuple[str, dict] | None:
     """The classical baseline with the highest PSNR in results/baselines (the input itself excluded)."""
     best = None
-    for _, _, _, baselines in [p for p in PLAN if p[0] == task]:
-        for b in baselines:
-            path = BASELINE_CACHE / key_name(task, level, set_name, b)
-            if b == "identity" and task != "car":
-                continue
+    for group_task, _, _, baselines in plan():
+        if group_task != task:
+            continue
+        # the degraded input counts only where it is the one baseline (the JPEG for artifact removal)
+        for b in [b for b in baselines if b != "identity"] or baselines:
+            path = BASELINE_CACHE / record_name(task, level, set_name, b)
             if path.exists():
                 r = json.loads(path.read_text())
                 if best is None or r["psnr"] > best[1]["psnr"]:
-                    best = (LABELS[b][task], r)
+                    best = (baseline_label(b, task), r)
     return best
 
 
@@ -180,7 +104,7 @@ TARGETS = [
 
 def place_text(task: str, set_name: str, level) -> str:
     """'Set12 σ 15', 'Set5 x2'; a task without levels (demosaicing): the set alone."""
-    return set_name if level is None else f"{set_name} {LEVEL[task].format(level)}"
+    return set_name if level is None else f"{set_name} {level_text(task, level)}"
 
 
 def targets_table(shipped) -> list[str]:
@@ -199,10 +123,10 @@ def targets_table(shipped) -> list[str]:
             None,
         )
         if isinstance(goal, tuple):
-            path = BASELINE_CACHE / key_name(task, level, set_name, goal[0])
+            path = BASELINE_CACHE / record_name(task, level, set_name, goal[0])
             base = json.loads(path.read_text())["psnr"] if path.exists() else None
             needed = None if base is None else base + goal[1]
-            label = f"{where}: {LABELS[goal[0]][task]} + {goal[1]} dB"
+            label = f"{where}: {baseline_label(goal[0], task)} + {goal[1]} dB"
         else:
             needed, label = goal, f"{where} ≥ {goal} dB"
         met = "" if ours is None or needed is None else ("yes" if ours["psnr"] >= needed else "no")
@@ -220,7 +144,7 @@ def fmt(pair) -> str:
 
 def readme_summary() -> list[str]:
     """The README's table: each shipped weights' rows against the best classical baseline (and the targets)."""
-    from panet.pretrained import list_weights
+    from panet.zoo.pretrained import list_weights
 
     shipped = list_weights()
     out = [
@@ -231,10 +155,10 @@ def readme_summary() -> list[str]:
         for row in headline_rows(w.card.get("eval", [])):
             task, level, set_name = row["task"], row["level"], row["set"]
             base = best_baseline(task, level, set_name)
-            paper = PAPER_PANET.get((task, set_name, level))
+            paper = paper_panet(task, set_name, level)
             paper = paper[0] if isinstance(paper, tuple) else paper
             out.append(
-                f"| {w.name} | {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} | "
+                f"| {w.name} | {set_name} | {level_text(task, level)} | {row['psnr']:.2f} | "
                 f"{protocol_text(row['tiling'])} | "
                 + (f"{base[0]} {base[1]['psnr']:.2f} | {row['psnr'] - base[1]['psnr']:+.2f}" if base else "not run | ")
                 + f" | {'' if paper is None else f'{paper:.2f}'} |"
@@ -247,7 +171,7 @@ def readme_summary() -> list[str]:
 def below_baseline_note(weights) -> list[str]:
     """Where these weights lose to the best classical baseline, say so and name what `panet restore` runs there
     (find_weights: weights trained for that level alone come before a blind model)."""
-    from panet.pretrained import find_weights
+    from panet.zoo.pretrained import find_weights
 
     losing = []
     for row in weights.card.get("eval", []):
@@ -279,7 +203,7 @@ def below_baseline_note(weights) -> list[str]:
 
 def render() -> str:
     from panet import __version__
-    from panet.pretrained import list_weights, task_text
+    from panet.zoo.pretrained import list_weights, task_text
 
     out = [
         "# Results of the shipped weights",
@@ -320,9 +244,9 @@ def render() -> str:
             base = best_baseline(task, level, set_name)
             base_txt = f"{base[0]}: {base[1]['psnr']:.2f} / {base[1]['ssim']:.4f}" if base else "not run yet"
             delta = f"{row['psnr'] - base[1]['psnr']:+.2f}" if base else ""
-            paper = PAPER_PANET.get((task, set_name, level))
+            paper = paper_panet(task, set_name, level)
             out.append(
-                f"| {set_name} | {LEVEL[task].format(level)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
+                f"| {set_name} | {level_text(task, level)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
                 f"{protocol_text(row['tiling'])} | {base_txt} | {delta} | {fmt(paper)} |"
             )
         out.append("")
@@ -375,7 +299,7 @@ def ablation_table() -> list[str]:
         precision = ", ".join(sorted({p for _, p in runs}))
         note = " (differ!)" if len(runs) > 1 else ""
         out.append(
-            f"| {task} | {LEVEL[task].format(level)} | {set_name} | "
+            f"| {task} | {level_text(task, level)} | {set_name} | "
             + " | ".join(cells)
             + f" | {iterations}{note} | {precision} |"
         )
@@ -409,7 +333,7 @@ def ablation_table() -> list[str]:
     for (task, level, set_name, variant), by_seed in repeated.items():
         values = [by_seed[k] for k in sorted(by_seed)]
         out.append(
-            f"* {task} {LEVEL[task].format(level)}, {set_name}, {variant}: seeds "
+            f"* {task} {level_text(task, level)}, {set_name}, {variant}: seeds "
             f"{', '.join(str(k) for k in sorted(by_seed))} give {' / '.join(f'{v:.2f}' for v in values)} dB "
             f"(range {max(values) - min(values):.2f} dB)"
         )
@@ -431,7 +355,7 @@ def seed_paired_differences(seeds: dict[tuple, dict]) -> list[str]:
             continue
         lines += [
             "",
-            f"{task} {LEVEL[task].format(level)}, {set_name}, every variant trained with seeds "
+            f"{task} {level_text(task, level)}, {set_name}, every variant trained with seeds "
             f"{', '.join(str(k) for k in common)} (difference per seed; mean):",
             "",
         ]
@@ -446,7 +370,7 @@ def seed_paired_differences(seeds: dict[tuple, dict]) -> list[str]:
 
 def recipe_summary(path: Path) -> str:
     """'preset panet-dn-s with blocks 8, features 32; trained on T91, 24x24 input patches, batch 16, 1500 steps'."""
-    from panet.train import load_config
+    from panet.train.config import load_config
 
     recipe = load_config(path)
     overrides = {k: v for k, v in recipe.model_overrides.items() if k != "attention_levels"}
@@ -482,7 +406,7 @@ def update_card(weights, rows: list[dict]) -> None:
 
 
 def main() -> None:
-    from panet.pretrained import list_weights
+    from panet.zoo.pretrained import list_weights
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root")

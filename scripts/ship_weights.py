@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEST = ROOT / "src" / "panet" / "pretrained"
+DEST = ROOT / "src" / "panet" / "zoo" / "shipped"
 LIMIT = 20 * 2**20
 
 

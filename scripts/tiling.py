@@ -10,7 +10,7 @@ paper's protocol for the task), and times each setting once per network architec
 and memory do not depend on the trained values, only on the shapes), with the machine's `--precision auto`.
 
 The default of each weights is the fastest setting whose mean PSNR is within TOLERANCE dB of the best setting's.
-The choice goes to src/panet/pretrained/tiling.json (read by `panet restore --tile auto`), the tables to
+The choice goes to src/panet/zoo/shipped/tiling.json (read by `panet restore --tile auto`), the tables to
 docs/tiling.md. PSNR results and speeds are cached in results/tiling/ (delete a file to measure it again); the
 tests check that the committed tiling.json and docs/tiling.md are what these caches give.
 """
@@ -44,14 +44,14 @@ PLAN = {
     "demosaic": (("McMaster", "Kodak24"), None, 160),
 }
 IMAGES = 3  # first images of each set
-TABLE = ROOT / "src" / "panet" / "pretrained" / "tiling.json"
+TABLE = ROOT / "src" / "panet" / "zoo" / "shipped" / "tiling.json"
 CACHE = ROOT / "results" / "tiling"
 
 
 def default_weights() -> list:
     """Each task's default shipped weights: what `panet restore --task T` runs without a level (blind models),
     and every SR scale."""
-    from panet.pretrained import find_weights, list_weights
+    from panet.zoo.pretrained import find_weights, list_weights
 
     chosen = [w for w in list_weights(task="sr")]
     chosen += [
@@ -83,11 +83,11 @@ def score_weights(weights, data_root: str | None) -> dict:
 
     import torch
 
-    from panet.data import EvalPairs, find_set
-    from panet.evaluate import network_restorer
-    from panet.metrics import psnr
+    from panet.data.datasets import EvalPairs, find_set
+    from panet.evaluation.evaluate import network_restorer
+    from panet.evaluation.metrics import psnr
     from panet.tasks import get_task
-    from panet.weights import load_weights
+    from panet.zoo.weights import load_weights
 
     sets, level, crop = plan_for(weights)
     digest = hashlib.sha256(weights.file.read_bytes()).hexdigest()[:16]
@@ -144,8 +144,8 @@ def time_one(spec: dict) -> dict:
 
     import torch
 
-    from panet.restoration import run_network
-    from panet.weights import load_weights
+    from panet.inference.restore import run_network
+    from panet.zoo.weights import load_weights
 
     model = load_weights(spec["file"]).eval()
     size = spec["size"]
@@ -204,7 +204,7 @@ def time_architecture(weights, size: int = 256, repeats: int = 2) -> dict:
 
 
 def architecture_label(weights) -> str:
-    from panet.weights import read_metadata
+    from panet.zoo.weights import read_metadata
 
     config = json.loads(read_metadata(weights.file)["config"])
     return f"x{config['scale']}" if config["scale"] > 1 else f"{config['colors']} channel{'s' * (config['colors'] > 1)}"
@@ -244,7 +244,7 @@ def render(entries: list[dict], command: str) -> str:
         "32/8 bf16 row is the same setting under bf16 autocast, what `--precision auto` runs on a machine where "
         "bf16 is fast. `panet restore --tile auto` uses "
         f"the fastest setting within {TOLERANCE} dB of the best mean PSNR (marked **bold**; "
-        "src/panet/pretrained/tiling.json). `--tiling legacy` is the paper's protocol (the release's chop).",
+        "src/panet/zoo/shipped/tiling.json). `--tiling legacy` is the paper's protocol (the release's chop).",
         "",
     ]
     for e in entries:
@@ -287,7 +287,7 @@ def render(entries: list[dict], command: str) -> str:
 
 def architecture(weights) -> str:
     """A label for the network shapes of ``weights`` (time and memory depend on nothing else)."""
-    from panet.weights import read_metadata
+    from panet.zoo.weights import read_metadata
 
     config = json.loads(read_metadata(weights.file)["config"])
     return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(config.items()))

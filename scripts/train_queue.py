@@ -66,17 +66,17 @@ def _locked(run_dir: Path) -> bool:
 
 
 def _finished(checkpoint: Path, iterations: int | None = None) -> bool:
-    from panet.train import _load_checkpoint
+    from panet.train.artifacts import load_checkpoint
 
     if not checkpoint.exists():
         return False
-    state = _load_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint)
     return state["step"] >= (iterations if iterations is not None else state["config"]["iterations"])
 
 
 def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
-    from panet.train import load_config
+    from panet.train.config import load_config
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("recipes", nargs="+", help="names of configs/*.yaml, in order of priority")

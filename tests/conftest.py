@@ -12,7 +12,7 @@ SHARED = Path(os.environ.get("PANET_SHARED", ROOT.parent / "shared"))
 FIXTURES = SHARED / "fixtures" / "official"
 # In CI the shared material must be there: the release-parity evidence may never disappear as silent skips.
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracle.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the test modules import helpers from this file
 
 
 # The benchmark sets: evaluation only, never training data or model selection.

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oracle import reference_module
-from panet.attention import PyramidAttention, patch_attention, pyramid_sizes
+from panet.nn.attention import PyramidAttention, patch_attention, pyramid_sizes
+from panet.nn.reference import reference_module
 
 
 def make_block(channels=16, reduction=2, *, dtype=torch.float32, sharpen=1.0, **kwargs):
@@ -38,7 +38,7 @@ def test_small_map_inference_path_matches_the_oracle(batch, channels, reduction,
 
 
 def test_small_map_path_and_kernel_agree_on_a_restore_tile(monkeypatch):
-    import panet.attention as attention
+    import panet.nn.attention as attention
 
     direct = PyramidAttention(64, 2)
     kernel = PyramidAttention(64, 2, max_direct_scores=0)
@@ -275,7 +275,7 @@ def test_bf16_keys_and_values_widen_exactly():
 
 def test_low_precision_backward_sums_over_query_chunks(monkeypatch):
     """dV and dK are long GEMMs over kept bf16 tiles; above _SUM_CHUNK elements they are summed chunk by chunk."""
-    import panet.attention as attention
+    import panet.nn.attention as attention
 
     q, kt, vt, grad = attention_inputs(1, 64, 18, 40, 36, query_scale=0.5)
 
@@ -306,7 +306,7 @@ def test_fast_mode_bf16_weighted_sum_is_close():
 def test_bf16_weighted_sum_on_cpus_with_and_without_native_bf16(monkeypatch, native):
     """oneDNN packs bf16 weights only on CPUs with native bf16 (AVX-512 BW/VL/DQ); an AVX2 CPU raised a RuntimeError
     there. Without native bf16 the weighted sum falls back to torch.mm in bf16, with the same rounding."""
-    import panet.attention as attention
+    import panet.nn.attention as attention
     from panet.hardware import native_bf16
 
     if native and not native_bf16("cpu"):

@@ -106,7 +106,7 @@ def test_forward_tiled_batches_tiles_without_changing_the_result():
 
 
 def test_the_memory_budget_bounds_the_tile_batch():
-    from panet.inference import MAX_TILES_PER_BATCH, auto_tiles_per_batch, tile_bytes
+    from panet.inference.tiling import MAX_TILES_PER_BATCH, auto_tiles_per_batch, tile_bytes
 
     torch.manual_seed(0)
     net = panet.create_model("panet-dn-s", blocks=2, features=8).eval()
@@ -126,7 +126,7 @@ def test_the_memory_budget_bounds_the_tile_batch():
 
 
 def test_reflect_padding_keeps_the_bayer_phase_and_crops_back():
-    from panet.degrade import mosaic
+    from panet.data.degrade import mosaic
 
     rgb = (torch.rand(31, 45, 3) * 255).to(torch.uint8).numpy()
     x = torch.from_numpy(mosaic(rgb)).permute(2, 0, 1)[None].float()
@@ -151,7 +151,7 @@ def test_reflect_padding_keeps_the_bayer_phase_and_crops_back():
 
 
 def test_demosaicing_runs_on_a_reflect_padded_mosaic():
-    from panet.restoration import run_network
+    from panet.inference.restore import run_network
 
     shapes = []
 

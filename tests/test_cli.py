@@ -9,15 +9,15 @@ import pytest
 import torch
 
 import panet
-from panet.cli import main
-from panet.images import read_image
+from panet.apps.cli import main
+from panet.data.images import read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "kodim23_crop.png"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "panet.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "panet.apps.cli", *args], capture_output=True, text=True)
 
 
 def test_models_lists_presets(capsys):
@@ -81,7 +81,7 @@ def test_restore_refuses_untrained_without_flag_and_bad_files(tmp_path):
 
 @pytest.fixture
 def small_example(tmp_path):
-    from panet.images import write_image
+    from panet.data.images import write_image
 
     path = tmp_path / "small.png"
     write_image(path, read_image(EXAMPLE)[:48, :40])
@@ -93,8 +93,8 @@ def shipped(tmp_path, monkeypatch):
     """A fake set of shipped weights: a tiny blind gray denoiser and a tiny x2 SR model."""
     import json
 
-    import panet.pretrained as pretrained
-    from panet.weights import save_weights
+    import panet.zoo.pretrained as pretrained
+    from panet.zoo.weights import save_weights
 
     folder = tmp_path / "pretrained"
     for name, preset, task, level in [
@@ -130,7 +130,7 @@ def test_restore_folder_and_weights_checks(shipped, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
     image = read_image(EXAMPLE)[:24, :30]
-    from panet.images import write_image
+    from panet.data.images import write_image
 
     for name in ("a", "b"):
         write_image(src / f"{name}.png", image)
@@ -156,7 +156,7 @@ def test_restore_folder_and_weights_checks(shipped, tmp_path, capsys):
 
 
 def test_load_model_by_name_and_file(shipped):
-    from panet.pretrained import find_weights, list_weights, load_model
+    from panet.zoo.pretrained import find_weights, list_weights, load_model
 
     assert [w.name for w in list_weights()] == ["dn-gray", "sr-x2"]
     assert find_weights("denoise", 50).name == "dn-gray" and find_weights("sr", 2).level_text == "x2"
@@ -168,8 +168,8 @@ def test_load_model_by_name_and_file(shipped):
 def test_per_level_weights_win_over_blind_ones_at_their_level(shipped):
     import json
 
-    from panet.pretrained import find_weights
-    from panet.weights import save_weights
+    from panet.zoo.pretrained import find_weights
+    from panet.zoo.weights import save_weights
 
     for name, preset, level in [("dn-gray-sigma25", "panet-dn-gray-s", 25), ("dn-colour", "panet-dn-s", [0, 75])]:
         model = panet.create_model(preset, blocks=2, features=8, attention_reduction=2)
@@ -258,7 +258,7 @@ def test_restore_api_round_trips_types(shipped):
 
 
 def test_ensemble_of_an_equivariant_model_is_the_model():
-    from panet.inference import forward_ensemble
+    from panet.inference.tiling import forward_ensemble
 
     x = torch.rand(1, 3, 10, 12)
     torch.testing.assert_close(forward_ensemble(lambda t: t * 2, x), x * 2)
@@ -283,9 +283,9 @@ def test_models_lists_shipped_weights(shipped, capsys):
 def test_auto_tile_and_memory_estimate():
     import json
 
-    from panet.inference import tile_bytes
-    from panet.pretrained import SHIPPED, load_model
-    from panet.restoration import DEFAULT_TILING, auto_tiling, resolve_tiling
+    from panet.inference.restore import DEFAULT_TILING, auto_tiling, resolve_tiling
+    from panet.inference.tiling import tile_bytes
+    from panet.zoo.pretrained import SHIPPED, load_model
 
     net = panet.create_model("panet-dn-s")
     assert auto_tiling(net, "cpu") == DEFAULT_TILING  # weights panet did not ship: no measurement to go by
@@ -300,8 +300,8 @@ def test_auto_tile_and_memory_estimate():
 
 def test_auto_precision_keeps_a_model_in_fp32_where_bf16_cost_it_psnr(monkeypatch):
     import panet.hardware as hardware
-    import panet.pretrained as pretrained
-    from panet.restoration import auto_precision
+    import panet.zoo.pretrained as pretrained
+    from panet.inference.restore import auto_precision
 
     net = panet.create_model("panet-dn-s", blocks=2, features=8)
     net.shipped_name = "some-model"
@@ -319,7 +319,7 @@ def test_auto_precision_keeps_a_model_in_fp32_where_bf16_cost_it_psnr(monkeypatc
 
 def test_bundled_noisy_example_is_reproducible():
     """examples/README.md says how the noisy example was made; the file must be exactly that."""
-    from panet.degrade import gaussian_noise, seed_for
+    from panet.data.degrade import gaussian_noise, seed_for
 
     clean = read_image(EXAMPLE)
     bundled = read_image(ROOT / "examples" / "kodim23_crop_noisy30.png")
@@ -331,8 +331,8 @@ def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys, mon
     by channel, although 'dn-gray' sorts first), a gray photo to the gray one; per image within one batch."""
     import json
 
-    from panet.images import write_image
-    from panet.weights import save_weights
+    from panet.data.images import write_image
+    from panet.zoo.weights import save_weights
 
     torch.manual_seed(0)
     save_weights(
@@ -346,7 +346,7 @@ def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys, mon
     colour = read_image(EXAMPLE)[:20, :24]
     write_image(tmp_path / "colour.png", colour)
     write_image(tmp_path / "gray.png", colour[:, :, :1])
-    from panet import weights as weights_module
+    from panet.zoo import weights as weights_module
 
     loaded: list[str] = []
     real_load = weights_module.load_weights
@@ -386,7 +386,7 @@ def test_default_weights_follow_the_image_colours(shipped, tmp_path, capsys, mon
 
 
 def test_tile_bar_restarts_for_each_pass():
-    from panet.cli import _TileBar
+    from panet.apps.cli import _TileBar
 
     with _TileBar(show=True) as tiles:
         for _ in range(2):  # e.g. a colour image on a gray network: one pass per channel

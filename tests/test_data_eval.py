@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import shared_path
-from panet.baselines import make_baseline
-from panet.cli import main
-from panet.data import EvalPairs, TrainPairs, find_set
-from panet.images import write_image
+from panet.apps.cli import main
+from panet.data.datasets import EvalPairs, TrainPairs, find_set
+from panet.data.images import write_image
+from panet.evaluation.baselines import make_baseline
 from panet.tasks import get_task
 
 
@@ -102,7 +102,7 @@ def test_eval_takes_task_and_scale_from_the_weights(tmp_path, folder, capsys):
 
 def test_paper_rows_reproduced_by_identity_baselines():
     """The degraded inputs themselves give the paper's JPEG and mosaiced rows (Tables 2 and 3)."""
-    from panet.evaluate import evaluate_set, summarize
+    from panet.evaluation.evaluate import evaluate_set, summarize
 
     kodak = shared_path("data", "benchmarks", "Kodak24")
     mean = summarize(
@@ -116,3 +116,27 @@ def test_paper_rows_reproduced_by_identity_baselines():
         evaluate_set(make_baseline("identity", "car", 10), EvalPairs(classic, task="car", level=10), set_name="C")
     )["C"]
     assert mean["psnr"] == pytest.approx(27.82, abs=0.05)
+
+
+def test_the_papers_plan_is_consistent_with_the_task_table():
+    """Every benchmark group of a task names known sets, levels the task accepts and baselines that apply to it;
+    the paper's numbers are looked up by method, set and level."""
+    from conftest import BENCHMARKS
+    from panet.evaluation.baselines import baseline_label
+    from panet.tasks import TASKS
+
+    for task in TASKS.values():
+        assert task.benchmarks, task.name
+        for group in task.benchmarks:
+            assert set(group.sets) <= set(BENCHMARKS), group.sets
+            assert set(group.baselines) <= set(task.baselines), (task.name, group.baselines)
+            for level in group.levels:
+                task.check_level(level)
+            for method, set_name, level, _ in group.paper:
+                assert method == "panet" or method in group.baselines
+                assert set_name in group.sets and level in group.levels
+            assert all(baseline_label(b, task.name) for b in group.baselines)
+    assert TASKS["denoise"].paper_score("bm3d", "CBSD68", 50) == 27.38
+    assert TASKS["sr"].paper_score("panet", "Set5", 2) == (38.33, 0.9617)
+    assert TASKS["sr"].paper_score("panet", "Set5", 5) is None
+    assert baseline_label("identity", "car") == "JPEG"

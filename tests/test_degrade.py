@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from panet.degrade import bayer_mask, bicubic_lr, gaussian_noise, jpeg, modcrop, mosaic, seed_for
-from panet.metrics import psnr
+from panet.data.degrade import bayer_mask, bicubic_lr, gaussian_noise, jpeg, modcrop, mosaic, seed_for
+from panet.evaluation.metrics import psnr
 
 
 def image(shape=(64, 48, 3), seed=0):

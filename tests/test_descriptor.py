@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import panet
-from panet.attention import pyramid_sizes
 from panet.errors import UnknownNameError
-from panet.pretrained import list_weights, measured_tiling
-from panet.restoration import resolve_tiling
+from panet.inference.restore import resolve_tiling
+from panet.nn.attention import pyramid_sizes
+from panet.zoo.pretrained import list_weights, measured_tiling
 
 
 def test_pretrained_loads_the_shipped_weights_of_the_preset():

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 import panet
-from panet.attention import pyramid_sizes
-from panet.cli import main
-from panet.explain import attention_for_pixel
+from panet.apps.cli import main
+from panet.inference.explain import attention_for_pixel
+from panet.nn.attention import pyramid_sizes
 
 
 def _block_input(net, image):
@@ -24,7 +24,7 @@ def test_shares_are_the_kernels_attention_mass_per_level():
     centre query's softmax mass; explain's shares (and its maps' sums) must equal it."""
     import torch.nn.functional as F
 
-    from panet.attention import _resize
+    from panet.nn.attention import _resize
 
     torch.manual_seed(0)
     net = panet.create_model("panet-dn-s", blocks=2, features=16)
@@ -65,7 +65,7 @@ def test_errors_and_command(tmp_path, capsys):
         attention_for_pixel(net, np.zeros((8, 8, 3), np.float32), y=1, x=1)
     with pytest.raises(ValueError, match="outside"):
         attention_for_pixel(panet.create_model("panet-dn-s", blocks=2), np.zeros((8, 8, 3), np.float32), y=9, x=1)
-    from panet.images import write_image
+    from panet.data.images import write_image
 
     write_image(tmp_path / "in.png", np.random.default_rng(2).integers(0, 256, (32, 40, 3), dtype=np.uint8))
     out = tmp_path / "map.png"

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import panet
-from panet.cli import main
-from panet.export import ExportablePANet, export_model
+from panet.apps.cli import main
+from panet.inference.export import ExportablePANet, export_model
 
 CASES = [("panet-dn-s", {}), ("panet-car-s", {"hard": True}), ("pa-edsr-s-x3", {})]
 

@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 
 import panet
-from panet.cli import main
-from panet.images import read_image_float, write_image, write_image_float
+from panet.apps.cli import main
+from panet.data.images import read_image_float, write_image, write_image_float
 
 RANDOM = ["--model", "panet-dn-s", "--random-init"]
 
@@ -138,7 +138,7 @@ def test_max_pixels_bounds_inputs_and_outputs(tmp_path, capsys):
 
 
 def test_open_image_checks_the_declared_size_before_decoding():
-    from panet.images import open_image
+    from panet.data.images import open_image
 
     start = time.perf_counter()
     for data in (png_header(100_000, 100_000), png_header(10_000, 10_000)):
@@ -241,9 +241,9 @@ def test_bad_task_and_device_are_value_errors():
 
 
 def test_raw_bayer_mosaics_are_demosaiced_in_any_pattern():
-    from panet.degrade import mosaic
-    from panet.images import read_image
-    from panet.metrics import psnr
+    from panet.data.degrade import mosaic
+    from panet.data.images import read_image
+    from panet.evaluation.metrics import psnr
 
     truth = read_image(Path(__file__).resolve().parents[1] / "examples" / "kodim23_crop.png")[:40, :44]
     run = dict(task="demosaic", tile=32, overlap=8)
@@ -315,7 +315,7 @@ def test_random_bytes_as_a_checkpoint_never_suggest_unsafe_loading(tmp_path):
     bad = tmp_path / "random.pt"
     bad.write_bytes(np.random.default_rng(0).bytes(4000))
     result = subprocess.run(
-        [sys.executable, "-m", "panet.cli", "convert", str(bad), "-o", str(tmp_path / "o.st")],
+        [sys.executable, "-m", "panet.apps.cli", "convert", str(bad), "-o", str(tmp_path / "o.st")],
         capture_output=True,
         text=True,
     )
@@ -409,7 +409,8 @@ def test_train_refuses_bad_settings_in_one_line_and_leaves_no_run_folder(tmp_pat
 
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, monkeypatch):
-    from panet.train import load_config, train
+    from panet.train.config import load_config
+    from panet.train.loop import train
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
@@ -421,7 +422,8 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path,
 
 
 def test_train_starts_from_a_release_checkpoint(tmp_path):
-    from panet.train import load_config, train
+    from panet.train.config import load_config
+    from panet.train.loop import train
 
     source = panet.create_model("panet-dn-s", blocks=2, features=8)
     release = tmp_path / "release.pt"
@@ -431,7 +433,8 @@ def test_train_starts_from_a_release_checkpoint(tmp_path):
 
 
 def test_stale_temporary_checkpoints_are_removed_at_the_next_start(tmp_path):
-    from panet.train import load_config, train
+    from panet.train.config import load_config
+    from panet.train.loop import train
 
     run = tmp_path / "run"
     run.mkdir()
@@ -445,7 +448,7 @@ def test_stale_temporary_checkpoints_are_removed_at_the_next_start(tmp_path):
 
 def test_serve_rejects_a_port_out_of_range_in_one_line():
     result = subprocess.run(
-        [sys.executable, "-m", "panet.cli", "serve", "--port", "70000"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "panet.apps.cli", "serve", "--port", "70000"], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "0..65535" in one_error_line(result.stderr)
 
@@ -461,10 +464,10 @@ def test_several_inputs_with_a_file_name_as_output_are_an_error(tmp_path, capsys
 
 
 def test_tile_options_are_checked_once_before_loading_anything(tmp_path, capsys, monkeypatch):
-    import panet.registry
+    import panet.zoo.registry
 
     built = []
-    monkeypatch.setattr(panet.registry, "PANet", lambda **kw: built.append(kw))
+    monkeypatch.setattr(panet.zoo.registry, "PANet", lambda **kw: built.append(kw))
     inputs = [str(small_png(tmp_path / f"{i}.png", i)) for i in range(3)]
     for flags, message in [
         (["--tile", "3"], "--tile must be at least 8"),

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from conftest import shared_path
-from panet.images import read_image
-from panet.matlab_resize import imresize, resize_matrix
+from panet.data.images import read_image
+from panet.data.matlab_resize import imresize, resize_matrix
 
 NAMES = ["baby", "bird", "butterfly", "head", "woman"]
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from panet.metrics import psnr, rgb_to_y, ssim
+from panet.evaluation.metrics import psnr, rgb_to_y, ssim
 
 
 def images(shape=(40, 36, 3), seed=0):

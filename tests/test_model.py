@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import panet
-from panet.model import count_parameters
+from panet.nn.model import count_parameters
 
 # release.md section 1.3 / 1.4: unique parameters of the release's networks. The
 # release also counts its two MeanShift convs (2 x (3x3 + 3) = 24 frozen
@@ -54,7 +54,7 @@ def test_trunk_prelu_is_shared_within_a_network_not_across_networks():
     with torch.no_grad():
         a.act.weight.fill_(0.5)
     assert b.act.weight.item() == pytest.approx(0.25)
-    assert all(block._act is a.act for block in a.body if isinstance(block, panet.model.ResBlock))
+    assert all(block._act is a.act for block in a.body if isinstance(block, panet.nn.model.ResBlock))
 
 
 def test_no_image_level_residual_and_pa_edsr_mean_shift():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import panet
-from panet.cli import main
-from panet.images import write_image
+from panet.apps.cli import main
+from panet.data.images import write_image
 
 
 def smooth_photo(size: int = 96) -> np.ndarray:

@@ -7,7 +7,7 @@ import sys
 def test_import_is_light():
     code = (
         "import sys, panet; "
-        "heavy = [m for m in ('panet.cli', 'panet.weights', 'panet.attention', 'panet.model', 'torch') if m in sys.modules]; "
+        "heavy = [m for m in ('panet.apps.cli', 'panet.zoo.weights', 'panet.nn.attention', 'panet.nn.model', 'torch') if m in sys.modules]; "
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
@@ -79,3 +79,44 @@ def test_no_task_is_named_outside_the_task_table():
             if found:
                 offenders.append(f"{path.name}:{node.lineno} {found}")
     assert not offenders, offenders
+
+
+def test_the_package_imports_form_no_circle():
+    """Every module's imports of other panet modules, lazy ones inside functions included, form a DAG: the layers
+    (nn, data, zoo, inference, evaluation, train, apps over tasks/files/errors/hardware) never import in a circle."""
+    import ast
+    from pathlib import Path
+
+    import panet
+
+    root = Path(panet.__file__).parent
+    modules = {
+        ".".join(("panet", *p.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"): p
+        for p in root.rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{name}: relative import"
+                if node.module and node.module.startswith("panet"):
+                    targets = [f"{node.module}.{a.name}" for a in node.names]
+                    deps |= {t for t in targets if t in modules} or {node.module}
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("panet")}
+        graph[name] = deps - {name, "panet"}  # the package root only re-exports (lazily) and gives __version__
+    assert set().union(*graph.values()) <= set(modules), "an import of a module that does not exist"
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        if state.get(node) == 2:
+            return
+        assert state.get(node) != 1, "import circle: " + " -> ".join([*path, node])
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            visit(dep, [*path, node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        visit(name, [])

@@ -10,8 +10,8 @@ import torch
 
 import panet
 from conftest import BENCHMARKS
-from panet.pretrained import list_weights
-from panet.weights import read_metadata
+from panet.zoo.pretrained import list_weights
+from panet.zoo.weights import read_metadata
 
 SHIPPED = list_weights()
 
@@ -19,8 +19,8 @@ CARD_KEYS = {"name", "preset", "task", "level", "iterations", "seed", "training_
 
 
 def test_every_task_ships_a_default_for_its_levels():
-    from panet.pretrained import find_weights
     from panet.tasks import TASKS
+    from panet.zoo.pretrained import find_weights
 
     assert {w.task for w in SHIPPED} == set(TASKS), "a task without shipped weights"
     # every level the command line accepts by default has a network that covers it
@@ -61,9 +61,9 @@ def test_the_shipped_demosaicer_gets_the_last_row_and_column_of_odd_sized_images
     # reflect padding (panet.tasks) turns those edges into interior pixels.
     import torch.nn.functional as F
 
-    from panet.degrade import mosaic
-    from panet.pretrained import load_model
-    from panet.restoration import run_network
+    from panet.data.degrade import mosaic
+    from panet.inference.restore import run_network
+    from panet.zoo.pretrained import load_model
 
     model = load_model("panet-demosaic-s")
     torch.manual_seed(0)

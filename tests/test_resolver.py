@@ -1,4 +1,4 @@
-"""panet.resolver: the one place that decides which network runs, and its cache."""
+"""panet.zoo.resolver: the one place that decides which network runs, and its cache."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import panet
-from panet import resolver
-from panet.pretrained import find_weights, list_weights
 from panet.tasks import TASKS
+from panet.zoo import resolver
+from panet.zoo.pretrained import find_weights, list_weights
 
 
 @pytest.fixture(autouse=True)

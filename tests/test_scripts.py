@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import panet
 from conftest import ROOT, shared_path
@@ -16,8 +18,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 @pytest.fixture
 def fake_shipped(tmp_path, monkeypatch):
-    import panet.pretrained as pretrained
-    from panet.weights import save_weights
+    import panet.zoo.pretrained as pretrained
+    from panet.zoo.weights import save_weights
 
     for name, preset, task, level in [
         ("tiny-x4", "pa-edsr-s-x4", "sr", 4),
@@ -46,9 +48,10 @@ def fake_shipped(tmp_path, monkeypatch):
 def test_results_plan_follows_task_colours_and_range(fake_shipped):
     import results
 
-    from panet.pretrained import list_weights
+    from panet.evaluation.paper import benchmark_rows
+    from panet.zoo.pretrained import list_weights
 
-    plans = {w.name: results.plan_for(w) for w in list_weights()}
+    plans = {w.name: benchmark_rows(w) for w in list_weights()}
     assert plans["tiny-x4"] == [("sr", 4, s) for s in ("Set5", "Set14", "B100")]
     # a gray blind denoiser trained for sigma 0..30: the gray sets, only the paper's levels inside its range
     assert plans["tiny-dn-gray"] == [
@@ -64,7 +67,7 @@ def test_results_plan_follows_task_colours_and_range(fake_shipped):
 def test_results_tables_prefer_the_papers_protocol_and_name_the_tiling(fake_shipped):
     import results
 
-    from panet.pretrained import list_weights
+    from panet.zoo.pretrained import list_weights
 
     card_path = fake_shipped / "tiny-x4.json"
     card = json.loads(card_path.read_text())
@@ -127,12 +130,43 @@ def test_results_card_rows_re_evaluates_exactly_the_cards_rows_with_their_tiling
     assert results.parse_tiling_label(results.tiling_label("tile", 48, 12)) == ("tile", 48, 12)
 
 
+def test_cached_evaluation_resumes_image_by_image_and_reads_a_finished_record(tmp_path, monkeypatch):
+    import panet.evaluation.cache as cache
+    from panet.data.datasets import EvalPairs
+
+    folder = tmp_path / "Set"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        Image.fromarray(rng.integers(0, 256, (24, 20, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+    pairs = EvalPairs(folder, task="denoise", level=25, colors=3)
+    record = tmp_path / "out" / "denoise_25_Set_identity.json"
+    seen = []
+
+    def restorer(img):
+        seen.append(img.shape)
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # killed while the second image runs
+        return img
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.cached_evaluation(record, restorer, pairs, set_name="Set", fields={"baseline": "identity"})
+    assert not record.exists() and len(list((record.parent / "partial" / record.stem).iterdir())) == 1
+    assert [p.stem for p in pairs.files] == ["a", "b", "c"]  # the caller's pairs are left as they were
+    seen.clear()
+    done = cache.cached_evaluation(record, lambda img: img, pairs, set_name="Set", fields={"baseline": "identity"})
+    assert sorted(done["per_image"]) == ["a", "b", "c"] and done["baseline"] == "identity" and done["images"] == 3
+    assert not (record.parent / "partial").joinpath(record.stem).exists()
+    monkeypatch.setattr(cache, "evaluate_set", None)  # a finished record is read, never recomputed
+    assert cache.cached_evaluation(record, restorer, pairs, set_name="Set") == done
+
+
 def test_results_name_what_restore_runs_where_weights_lose_to_the_baseline(fake_shipped):
     import shutil
 
     import results
 
-    from panet.pretrained import list_weights
+    from panet.zoo.pretrained import list_weights
 
     if not (results.BASELINE_CACHE / "denoise_15_Set12_bm3d.json").exists():
         pytest.skip("results/baselines has no BM3D Set12 sigma 15 row")
@@ -207,7 +241,7 @@ def test_train_queue_workers_share_one_list_and_wait_for_init_runs(tmp_path):
 
     import numpy as np
 
-    from panet.images import write_image
+    from panet.data.images import write_image
 
     rng = np.random.default_rng(0)
     for i in range(2):

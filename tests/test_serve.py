@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from panet.serve import make_server
+from panet.apps.serve import make_server
 
 
 def _serve(random_init: bool):
@@ -26,7 +26,7 @@ def _serve(random_init: bool):
 @pytest.fixture
 def server(tmp_path, monkeypatch):
     """The demo with no shipped weights: random-init presets (independent of what the package ships)."""
-    import panet.pretrained as pretrained
+    import panet.zoo.pretrained as pretrained
 
     monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "no-weights")
     srv, url = _serve(random_init=True)
@@ -37,8 +37,8 @@ def server(tmp_path, monkeypatch):
 
 def test_shipped_weights_are_served_by_name(tmp_path, monkeypatch):
     import panet
-    import panet.pretrained as pretrained
-    from panet.weights import save_weights
+    import panet.zoo.pretrained as pretrained
+    from panet.zoo.weights import save_weights
 
     folder = tmp_path / "pretrained"
     save_weights(
@@ -206,7 +206,7 @@ def test_other_origins_and_hosts_are_refused(server):
 
 
 def test_allowed_hosts_follow_the_listening_address():
-    from panet.serve import allowed_hosts
+    from panet.apps.serve import allowed_hosts
 
     assert allowed_hosts("127.0.0.1", 8000) == {"127.0.0.1:8000", "localhost:8000", "[::1]:8000"}
     assert allowed_hosts("192.168.1.5", 8000) == {"192.168.1.5:8000"}
@@ -233,7 +233,7 @@ def test_idle_half_sent_requests_are_closed():
 def test_a_full_queue_answers_503_and_bursts_are_not_reset(tmp_path, monkeypatch):
     import concurrent.futures
 
-    import panet.pretrained as pretrained
+    import panet.zoo.pretrained as pretrained
 
     monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "no-weights")
     srv = make_server("127.0.0.1", 0, random_init=True, queue=1)
@@ -281,7 +281,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def test_uploads_are_size_checked_before_decoding_and_keep_their_kind(server):
-    for width, height in [(100_000, 100_000), (2100, 2000)]:  # a bomb header; 4.2 MP, over the 4 MP limit
+    for width, height in [(100_000, 100_000), (4100, 3200)]:  # a bomb header; 13.1 MP, over the 13 MP limit
         with pytest.raises(urllib.error.HTTPError) as err:
             post(server + "/api/restore?task=denoise&sigma=25", _png_header_only(width, height))
         assert err.value.code == 400 and "pixels" in json.load(err.value)["error"]
@@ -301,7 +301,7 @@ def test_uploads_are_size_checked_before_decoding_and_keep_their_kind(server):
 
 
 def test_progress_is_reported_while_a_restore_runs(tmp_path, monkeypatch):
-    import panet.pretrained as pretrained
+    import panet.zoo.pretrained as pretrained
 
     monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "no-weights")
     srv = make_server("127.0.0.1", 0, random_init=True, tile=16)
@@ -326,7 +326,7 @@ def test_progress_is_reported_while_a_restore_runs(tmp_path, monkeypatch):
             time.sleep(0.05)
         assert seen[-1] == "queued"
         states = []
-        import panet.inference as inference
+        import panet.inference.tiling as inference
 
         tiled = inference.forward_tiled
 

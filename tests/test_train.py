@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from conftest import BENCHMARKS
-from panet.images import write_image
-from panet.train import load_config, train
+from panet.data.images import write_image
+from panet.train.config import load_config
+from panet.train.loop import train
 
 
 @pytest.fixture
@@ -88,7 +89,7 @@ def test_precision_auto_follows_the_cpu_and_the_card_records_it(tiny, tmp_path, 
     """auto is bf16 only where the device has native bf16 (an AVX2 CPU emulates it, ~10x slower than fp32)."""
     import json
 
-    import panet.train as train_module
+    import panet.train.loop as train_module
 
     monkeypatch.setattr(
         train_module,
@@ -178,7 +179,7 @@ def test_torchrun_two_cpu_processes_match_one_process(tiny, tmp_path):
 
 
 def test_step_sampler_shares_the_global_batch():
-    from panet.train import StepSampler
+    from panet.train.loop import StepSampler
 
     whole = list(StepSampler(2, 4, 4))
     parts = [list(StepSampler(2, 4, 4, rank, 2)) for rank in range(2)]
@@ -190,8 +191,8 @@ def test_step_sampler_shares_the_global_batch():
 
 def test_init_from_weights_skips_only_what_is_listed(tmp_path):
     from panet import create_model
-    from panet.train import load_init_weights
-    from panet.weights import save_weights
+    from panet.train.artifacts import load_init_weights
+    from panet.zoo.weights import save_weights
 
     x2 = create_model("pa-edsr-s-x2", blocks=2, features=8, attention_reduction=2)
     save_weights(x2, tmp_path / "x2.safetensors")
@@ -207,8 +208,8 @@ def test_init_from_weights_skips_only_what_is_listed(tmp_path):
 
 def test_gray_model_folded_from_colour_weights_runs_as_the_colour_one_on_gray(tmp_path):
     from panet import create_model
-    from panet.train import load_init_weights
-    from panet.weights import save_weights
+    from panet.train.artifacts import load_init_weights
+    from panet.zoo.weights import save_weights
 
     torch.manual_seed(0)
     colour = create_model("panet-dn-s", blocks=2, features=8, attention_reduction=2).eval()
@@ -240,10 +241,10 @@ def test_curves_png_is_written(tiny, tmp_path):
 def test_validation_reference_is_the_classical_baseline_on_the_validation_images(tiny, tmp_path):
     import json
 
-    from panet.data import find_images
-    from panet.degrade import jpeg
-    from panet.images import read_image
-    from panet.metrics import psnr
+    from panet.data.datasets import find_images
+    from panet.data.degrade import jpeg
+    from panet.data.images import read_image
+    from panet.evaluation.metrics import psnr
     from panet.tasks import to_gray_y
 
     run = tmp_path / "car"
@@ -278,8 +279,8 @@ def test_resume_after_a_crash_past_the_checkpoint_and_with_a_new_schedule(tiny, 
 def test_run_writes_ema_weights_and_a_card(tiny, tmp_path):
     import json
 
-    from panet.cli import main
-    from panet.weights import load_weights, read_metadata
+    from panet.apps.cli import main
+    from panet.zoo.weights import load_weights, read_metadata
 
     out = tmp_path / "carded"
     assert main(["train", str(tiny), "--quiet", "iterations=2", f"out_dir={out}"]) == 0
@@ -303,7 +304,7 @@ def test_every_recipe_loads_builds_and_trains_on_training_sets_only(recipe):
     """Each shipped recipe is a valid config whose model builds, whose init weights (when they are in the repo) fit
     it, and which never trains on a benchmark set."""
     import panet
-    from panet.train import load_init_weights
+    from panet.train.artifacts import load_init_weights
 
     root = recipe.parents[1]
     config = load_config(recipe)
@@ -321,8 +322,8 @@ def test_every_recipe_loads_builds_and_trains_on_training_sets_only(recipe):
 
 
 def test_training_never_sees_the_validation_images(tmp_path):
-    from panet.data import TrainPairs
-    from panet.train import validation_files
+    from panet.data.datasets import TrainPairs
+    from panet.train.validation import validation_files
 
     folder = tmp_path / "split"
     write_image(folder / "a.png", np.zeros((20, 20, 3), np.uint8))  # the first image: held out below
@@ -338,6 +339,6 @@ def test_training_never_sees_the_validation_images(tmp_path):
 
 
 def find_all(folder):
-    from panet.data import find_images
+    from panet.data.datasets import find_images
 
     return find_images(folder)

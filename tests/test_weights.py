@@ -125,7 +125,7 @@ def test_safetensors_round_trip_is_atomic_and_strict(tmp_path):
 
 def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
     """mkstemp's temporary file is private (0600); the written file must not be (restored images, weights)."""
-    from panet.weights import atomic_write
+    from panet.zoo.weights import atomic_write
 
     umask = os.umask(0o022)
     try:

@@ -15,29 +15,29 @@ __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _EXPORTS = {
-    "PyramidAttention": "attention",
-    "pyramid_attention": "attention",
-    "patch_attention": "attention",
-    "PANet": "model",
-    "count_parameters": "model",
-    "create_model": "registry",
-    "describe": "descriptor",
-    "estimate_sigma": "noise_level",
-    "resolve_network": "resolver",
-    "list_models": "registry",
-    "get_preset": "registry",
-    "from_official": "weights",
-    "to_official": "weights",
-    "save_weights": "weights",
-    "load_weights": "weights",
-    "forward_chop": "inference",
-    "forward_tiled": "inference",
-    "forward_ensemble": "inference",
-    "forward_reflect_padded": "inference",
-    "restore": "restoration",
-    "load_model": "pretrained",
-    "list_weights": "pretrained",
-    "imresize": "matlab_resize",
+    "PyramidAttention": "nn.attention",
+    "pyramid_attention": "nn.attention",
+    "patch_attention": "nn.attention",
+    "PANet": "nn.model",
+    "count_parameters": "nn.model",
+    "create_model": "zoo.registry",
+    "describe": "inference.descriptor",
+    "estimate_sigma": "data.noise_level",
+    "resolve_network": "zoo.resolver",
+    "list_models": "zoo.registry",
+    "get_preset": "zoo.registry",
+    "from_official": "zoo.release",
+    "to_official": "zoo.release",
+    "save_weights": "zoo.weights",
+    "load_weights": "zoo.weights",
+    "forward_chop": "inference.tiling",
+    "forward_tiled": "inference.tiling",
+    "forward_ensemble": "inference.tiling",
+    "forward_reflect_padded": "inference.tiling",
+    "restore": "inference.restore",
+    "load_model": "zoo.pretrained",
+    "list_weights": "zoo.pretrained",
+    "imresize": "data.matlab_resize",
     "get_task": "tasks",
 }
 
@@ -58,15 +58,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .attention import PyramidAttention, patch_attention, pyramid_attention
-    from .descriptor import describe
-    from .inference import forward_chop, forward_ensemble, forward_reflect_padded, forward_tiled
-    from .matlab_resize import imresize
-    from .model import PANet, count_parameters
-    from .noise_level import estimate_sigma
-    from .pretrained import list_weights, load_model
-    from .registry import create_model, get_preset, list_models
-    from .resolver import resolve_network
-    from .restoration import restore
-    from .tasks import get_task
-    from .weights import from_official, load_weights, save_weights, to_official
+    from panet.data.matlab_resize import imresize
+    from panet.data.noise_level import estimate_sigma
+    from panet.inference.descriptor import describe
+    from panet.inference.restore import restore
+    from panet.inference.tiling import forward_chop, forward_ensemble, forward_reflect_padded, forward_tiled
+    from panet.nn.attention import PyramidAttention, patch_attention, pyramid_attention
+    from panet.nn.model import PANet, count_parameters
+    from panet.tasks import get_task
+    from panet.zoo.pretrained import list_weights, load_model
+    from panet.zoo.registry import create_model, get_preset, list_models
+    from panet.zoo.release import from_official, to_official
+    from panet.zoo.resolver import resolve_network
+    from panet.zoo.weights import load_weights, save_weights

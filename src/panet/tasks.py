@@ -10,7 +10,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UnknownNameError
+from panet.errors import UnknownNameError
+
+Score = float | tuple[float, float]  # PSNR, or (PSNR, SSIM)
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One group of the paper's evaluation (release.md sections 4.3 and 5): benchmark sets scored at levels, the
+    classical baselines compared there, and the paper's numbers where its tables give them."""
+
+    sets: tuple[str, ...]
+    levels: tuple[float | None, ...]  # None: the task has no level (demosaicing)
+    colors: int  # the sets' channels: 1 for the gray sets that gray networks are scored on
+    baselines: tuple[str, ...]
+    # (method, set, level, score): method "panet" (PANet / PA-EDSR) or a baseline's name
+    paper: tuple[tuple[str, str, float | None, Score], ...] = ()
+
+    def paper_score(self, method: str, set_name: str, level: float | None) -> Score | None:
+        """The paper's number for ``method`` on ``set_name`` at ``level``, or None where its tables have none."""
+        for m, s, lv, score in self.paper:
+            if (m, s, lv) == (method, set_name, level):
+                return score
+        return None
+
+
+def _scores(method: str, set_name: str, levels, scores) -> tuple[tuple[str, str, float | None, Score], ...]:
+    return tuple((method, set_name, level, score) for level, score in zip(levels, scores, strict=True))
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,16 @@ class Task:
     any_colors: bool = False  # gray and colour networks both exist; otherwise images are read with ``colors``
     luma: bool = False  # works on the luma: colour ground truth becomes Y, a colour image restores Y, keeps chroma
     mosaic: bool = False  # the input is a Bayer mosaic (no flips: the x8 ensemble would change the phase)
+    identity_label: str = "input"  # what the degraded input is called as a baseline ("noisy input", "JPEG")
+    benchmarks: tuple[Benchmark, ...] = ()  # the paper's evaluation of this task
+
+    def paper_score(self, method: str, set_name: str, level: float | None) -> Score | None:
+        """The paper's number for ``method`` ("panet" or a baseline) on ``set_name`` at ``level``, or None."""
+        for benchmark in self.benchmarks:
+            score = benchmark.paper_score(method, set_name, level)
+            if score is not None:
+                return score
+        return None
 
     @property
     def level_rule(self) -> str:
@@ -78,7 +114,7 @@ class Task:
         return f"{self.level_symbol} {low:g}..{high:g}"
 
     def metric_options(self, scale: int = 1) -> dict:
-        """Keyword arguments for panet.metrics.psnr / ssim under this task's protocol."""
+        """Keyword arguments for panet.evaluation.metrics.psnr / ssim under this task's protocol."""
         return {"y_channel": self.y_channel, "crop_border": scale if self.shave_scale else 0}
 
     def image_colors(self, colors: int | None) -> int | None:
@@ -109,7 +145,7 @@ class Task:
           the Y of MATLAB rgb2ycbcr, rounded, as in the JPEG-deblocking literature);
         * demosaic: the 3-channel zero-filled GRBG mosaic.
         """
-        from . import degrade
+        from panet.data import degrade
 
         level = self.check_level(level)
         if target.ndim == 2:
@@ -133,7 +169,7 @@ def to_gray_y(img: np.ndarray) -> np.ndarray:
         return img[:, :, None]
     if img.shape[2] == 1:
         return img
-    from .metrics import rgb_to_y
+    from panet.evaluation.metrics import rgb_to_y
 
     return np.floor(rgb_to_y(img.astype(np.float64)) + 0.5).astype(np.uint8)
 
@@ -156,6 +192,17 @@ TASKS: dict[str, Task] = {
         integer_level=True,
         default_level=2,
         upscales=True,
+        benchmarks=(
+            Benchmark(
+                ("Set5", "Set14", "B100"),
+                (2, 3, 4),
+                3,
+                ("bicubic",),
+                paper=_scores("panet", "Set5", (2, 3, 4), ((38.33, 0.9617), (34.84, 0.9306), (32.65, 0.9006)))
+                + _scores("panet", "Set14", (2, 3, 4), ((34.22, 0.9224), (30.71, 0.8488), (28.87, 0.7891)))
+                + _scores("panet", "B100", (2, 3, 4), ((32.42, 0.9027), (29.33, 0.8119), (27.76, 0.7445))),
+            ),
+        ),
     ),
     "denoise": Task(
         "denoise",
@@ -174,6 +221,20 @@ TASKS: dict[str, Task] = {
         level_range=(0, 255),
         default_level=25,
         any_colors=True,
+        identity_label="noisy input",
+        benchmarks=(
+            Benchmark(
+                ("Kodak24", "CBSD68"),
+                (10, 30, 50, 70),
+                3,
+                ("identity", "bm3d"),
+                paper=_scores("panet", "Kodak24", (10, 30, 50, 70), (37.35, 31.96, 29.65, 28.20))
+                + _scores("panet", "CBSD68", (10, 30, 50, 70), (36.50, 30.70, 28.33, 26.89))
+                + _scores("bm3d", "Kodak24", (10, 30, 50, 70), (36.57, 30.89, 28.63, 27.27))
+                + _scores("bm3d", "CBSD68", (10, 30, 50, 70), (35.91, 29.73, 27.38, 26.00)),
+            ),
+            Benchmark(("Set12", "BSD68"), (15, 25, 50), 1, ("identity", "bm3d")),
+        ),
     ),
     "car": Task(
         "car",
@@ -190,6 +251,39 @@ TASKS: dict[str, Task] = {
         integer_level=True,
         default_level=10,
         luma=True,
+        identity_label="JPEG",
+        benchmarks=(
+            Benchmark(
+                ("LIVE1", "Classic5"),
+                (10, 20, 30, 40),
+                1,
+                ("identity",),
+                paper=_scores(
+                    "panet",
+                    "LIVE1",
+                    (10, 20, 30, 40),
+                    ((29.69, 0.8250), (32.10, 0.8885), (33.55, 0.9157), (34.55, 0.9305)),
+                )
+                + _scores(
+                    "panet",
+                    "Classic5",
+                    (10, 20, 30, 40),
+                    ((30.03, 0.8195), (32.36, 0.8712), (33.53, 0.8939), (34.38, 0.9068)),
+                )
+                + _scores(
+                    "identity",
+                    "LIVE1",
+                    (10, 20, 30, 40),
+                    ((27.77, 0.7905), (30.07, 0.8683), (31.41, 0.9000), (32.35, 0.9173)),
+                )
+                + _scores(
+                    "identity",
+                    "Classic5",
+                    (10, 20, 30, 40),
+                    ((27.82, 0.7800), (30.12, 0.8541), (31.48, 0.8844), (32.43, 0.9011)),
+                ),
+            ),
+        ),
     ),
     "demosaic": Task(
         "demosaic",
@@ -203,6 +297,23 @@ TASKS: dict[str, Task] = {
         baselines=("menon", "malvar", "identity"),
         input_pad=4,
         mosaic=True,
+        identity_label="mosaiced input",
+        benchmarks=(
+            Benchmark(
+                ("McMaster", "Kodak24", "CBSD68"),
+                (None,),
+                3,
+                ("identity", "menon", "malvar"),
+                paper=(
+                    ("panet", "McMaster", None, (40.00, 0.9737)),
+                    ("panet", "Kodak24", None, (43.29, 0.9905)),
+                    ("panet", "CBSD68", None, (42.86, 0.9933)),
+                    ("identity", "McMaster", None, (9.17, 0.1674)),
+                    ("identity", "Kodak24", None, (8.56, 0.0682)),
+                    ("identity", "CBSD68", None, (8.43, 0.0850)),
+                ),
+            ),
+        ),
     ),
 }
 

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, classical baselines, benchmark evaluation with its cache."""

@@ -1,0 +1,1 @@
+"""Running a network: tiling (and the release's chop), restore, the model descriptor, attention maps, export."""

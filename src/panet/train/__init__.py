@@ -1,0 +1,1 @@
+"""Training: the config, the loop, its plots and the weights card."""
