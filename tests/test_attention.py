@@ -105,6 +105,38 @@ def test_factorised_and_kernel_training_agree_in_bf16_autocast():
         assert 0 < ((low - exact).norm() / exact.norm()).item() < 2e-2
 
 
+@pytest.mark.parametrize(
+    "batch, channels, reduction, height, width, levels", [(2, 8, 2, 9, 13, 5), (1, 8, 4, 17, 12, 3), (2, 4, 1, 20, 7, 1)]
+)
+def test_sdpa_backend_matches_the_oracle_forward_and_backward(batch, channels, reduction, height, width, levels):
+    """backend="sdpa" (what "auto" runs on CUDA for maps the factorised path does not take) is the release's
+    attention: PyTorch's scaled_dot_product_attention on the unfolded patches, fp64 here."""
+    block = make_block(channels, reduction, levels=levels, dtype=torch.float64, sharpen=3.0, backend="sdpa")
+    ref_block = make_block(channels, reduction, levels=levels, dtype=torch.float64)
+    ref_block.load_state_dict(block.state_dict())
+    x = torch.randn(batch, channels, height, width, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out, ref = block(x), reference_module(ref_block, x_ref)
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-9, atol=1e-9)
+    for (name, p), (_, q) in zip(block.named_parameters(), ref_block.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 scores under autocast too
+        low = block.float()(x.detach().float())
+    assert low.dtype == torch.float32 and (low - ref.detach().float()).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_backend_choices_are_checked():
+    with pytest.raises(ValueError, match="backend"):
+        PyramidAttention(8, 2, backend="flash")
+    block = make_block(8, 2, hard=True, backend="sdpa")
+    with pytest.raises(ValueError, match="soft attention only"), torch.no_grad():
+        block(torch.randn(1, 8, 9, 9))
+
+
 def test_matches_oracle_float32_with_res_scale_and_softmax_scale():
     block = make_block(32, 8, softmax_scale=5.0, res_scale=0.1, sharpen=2.0)
     x = torch.randn(2, 32, 14, 10)

@@ -446,3 +446,19 @@ def test_the_committed_tiling_table_is_what_its_measurements_give():
     assert json.loads(tiling.TABLE.read_text()) == table
     assert (ROOT / "docs" / "tiling.md").read_text() == text
     assert set(table["weights"]) == {w.name for w in weights}
+
+
+def test_the_gpu_check_runs_on_cpu_and_finds_every_path_exact(tmp_path):
+    """benchmarks/gpu.py is run once when a GPU is lent: its --quick mode checks the whole script on CPU."""
+    import subprocess
+
+    out = tmp_path / "gpu.md"
+    command = [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--quick", "--output", str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    text = out.read_text()
+    for title in ("GEMM rates", "Parity", "Attention block", "Training step", "Restore"):
+        assert f"## {title}" in text, title
+    parity = [line.split("|") for line in text.splitlines() if line.startswith("| (1, 8, 9, 13)")]
+    assert {row[2].strip() for row in parity} == {"factorised", "sdpa", "kernel"}
+    assert all(float(row[3]) < 1e-10 and float(row[4]) < 1e-10 for row in parity)

@@ -643,6 +643,18 @@ def _factorised_attention(
         return _row_overlap_add(pasted, h, w)
 
 
+BACKENDS = ("auto", "kernel", "sdpa")
+
+
+def _sdpa_attention(queries: Tensor, keys_t: Tensor, values_t: Tensor, softmax_scale: float) -> Tensor:
+    """softmax(scale Q K^T) V by ``torch.nn.functional.scaled_dot_product_attention`` (one head), in the queries'
+    dtype with autocast off (the scores' exponent needs fp32). (B, N, dk), (B, dk, L), (B, dv, L) -> (B, N, dv)."""
+    dtype = torch.float32 if torch.is_autocast_enabled(queries.device.type) else queries.dtype
+    with torch.autocast(queries.device.type, enabled=False):
+        q, k, v = (t.to(dtype)[:, None] for t in (queries, keys_t.transpose(1, 2), values_t.transpose(1, 2)))
+        return F.scaled_dot_product_attention(q, k, v, scale=softmax_scale)[:, 0]
+
+
 def pyramid_attention(
     x: Tensor,
     embed_query: Callable[[Tensor], Tensor],
@@ -658,6 +670,7 @@ def pyramid_attention(
     key_block: int = 2048,
     pv_dtype: torch.dtype | None = None,
     max_direct_scores: int = DIRECT_SCORES,
+    backend: str = "auto",
 ) -> Tensor:
     """Functional pyramid attention: ``attention(x) + res_scale * x``.
 
@@ -670,7 +683,17 @@ def pyramid_attention(
     to about 41x41: restore tiles and training patches) takes the factorised path: a third of the GEMM work, each
     sample's matrix whole (see :func:`runs_factorised`). Larger maps and hard attention run the tiled kernel (:func:`patch_attention`), whose
     memory stays bounded at any size. Both agree to float rounding; limits of 0 always run the kernel.
+
+    ``backend`` chooses what runs the maps the factorised path does not take: "auto" is PyTorch's
+    ``scaled_dot_product_attention`` on CUDA (its memory-efficient kernel accepts the 288 / 576-wide patches and
+    never stores N x L) and the tiled kernel elsewhere; "kernel" and "sdpa" force one of them for every map (soft
+    attention only for "sdpa"). SDPA gets 3x3 patches unfolded (9x the feature maps) and runs in the queries'
+    dtype: fp32 scores, also under autocast.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "sdpa" and hard:
+        raise ValueError("backend 'sdpa' computes soft attention only; hard attention runs the tiled kernel")
     if x.dim() != 4:
         raise ValueError(f"pyramid_attention expects a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
     b, _, h, w = x.shape
@@ -681,7 +704,7 @@ def pyramid_attention(
         )
     if b == 0:
         return x * res_scale
-    if runs_factorised(h, w, levels, hard=hard, max_direct_scores=max_direct_scores):
+    if backend == "auto" and runs_factorised(h, w, levels, hard=hard, max_direct_scores=max_direct_scores):
         pasted = _factorised_attention(x, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, pv_dtype)
         if torch.is_grad_enabled():
             return (pasted / 4 + res_scale * x).contiguous()
@@ -693,16 +716,19 @@ def pyramid_attention(
         keys_t = keys_t / norm
     else:
         keys_t.div_(norm)  # inference: normalise in place
-    out = patch_attention(
-        queries,
-        keys_t,
-        values_t,
-        softmax_scale=softmax_scale,
-        hard=hard,
-        query_block=query_block,
-        key_block=key_block,
-        pv_dtype=pv_dtype,
-    )
+    if backend == "sdpa" or (backend == "auto" and x.device.type == "cuda" and not hard):
+        out = _sdpa_attention(queries, keys_t, values_t, softmax_scale)
+    else:
+        out = patch_attention(
+            queries,
+            keys_t,
+            values_t,
+            softmax_scale=softmax_scale,
+            hard=hard,
+            query_block=query_block,
+            key_block=key_block,
+            pv_dtype=pv_dtype,
+        )
     del queries, keys_t, values_t  # at inference the fold below must not coexist with them (autograd keeps its own)
     # Overlap-add of the pasted patches; the release divides by 4 (not 9) and
     # its trained weights depend on that constant.
@@ -731,6 +757,8 @@ class PyramidAttention(nn.Module):
         query_block, key_block: tile size of the kernel (memory / speed trade-off).
         max_direct_scores: maps with at most this many scores (N x L) take the factorised path instead of the
             tiled kernel, at inference and in training (see :func:`runs_factorised`; 0: never).
+        backend: what runs the other maps: "auto" (SDPA on CUDA, the tiled kernel elsewhere), "kernel" or "sdpa"
+            (see :func:`pyramid_attention`). Not part of the weights: change it on a loaded model freely.
         fast: compute the attention-weighted sum, and in training the backward's
             products other than the scores, in bfloat16 (about 1.3-1.5x faster forward
             and 2x faster backward on CPUs with bf16 GEMMs; ~1e-3 relative error on
@@ -753,6 +781,7 @@ class PyramidAttention(nn.Module):
         key_block: int = 2048,
         fast: bool = False,
         max_direct_scores: int = DIRECT_SCORES,
+        backend: str = "auto",
     ):
         super().__init__()
         if channels < 1 or reduction < 1 or channels % reduction:
@@ -762,7 +791,9 @@ class PyramidAttention(nn.Module):
         self.channels, self.reduction, self.levels = channels, reduction, levels
         self.softmax_scale, self.res_scale, self.hard, self.norm_eps = softmax_scale, res_scale, hard, norm_eps
         self.query_block, self.key_block, self.fast = query_block, key_block, fast
-        self.max_direct_scores = max_direct_scores
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.max_direct_scores, self.backend = max_direct_scores, backend
         self.query = ConvPReLU(channels, channels // reduction)
         self.key = ConvPReLU(channels, channels // reduction)
         self.value = ConvPReLU(channels, channels)
@@ -786,6 +817,7 @@ class PyramidAttention(nn.Module):
             key_block=self.key_block,
             pv_dtype=torch.bfloat16 if self.fast else None,
             max_direct_scores=self.max_direct_scores,
+            backend=self.backend,
         )
 
     def extra_repr(self) -> str:
