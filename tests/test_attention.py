@@ -106,7 +106,8 @@ def test_factorised_and_kernel_training_agree_in_bf16_autocast():
 
 
 @pytest.mark.parametrize(
-    "batch, channels, reduction, height, width, levels", [(2, 8, 2, 9, 13, 5), (1, 8, 4, 17, 12, 3), (2, 4, 1, 20, 7, 1)]
+    "batch, channels, reduction, height, width, levels",
+    [(2, 8, 2, 9, 13, 5), (1, 8, 4, 17, 12, 3), (2, 4, 1, 20, 7, 1)],
 )
 def test_sdpa_backend_matches_the_oracle_forward_and_backward(batch, channels, reduction, height, width, levels):
     """backend="sdpa" (what "auto" runs on CUDA for maps the factorised path does not take) is the release's
