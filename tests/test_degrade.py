@@ -66,3 +66,42 @@ def test_bad_inputs():
         jpeg(image(), 0)
     with pytest.raises(ValueError):
         mosaic(image((8, 8)))
+
+
+def _residual_stats(noisy: np.ndarray, clean: np.ndarray) -> tuple[float, float, float]:
+    """(std, correlation with the right-hand neighbour, correlation between the R and B residuals)."""
+    r = noisy.astype(np.float64) - clean.astype(np.float64)
+    horizontal = np.corrcoef(r[:, :-1, 1].ravel(), r[:, 1:, 1].ravel())[0, 1]
+    channels = np.corrcoef(r[:, :, 0].ravel(), r[:, :, 2].ravel())[0, 1]
+    return float(r.std()), float(horizontal), float(channels)
+
+
+def test_camera_noise_is_seeded_correlated_and_scales_with_sigma():
+    from panet.data.degrade import camera_noise
+
+    clean = np.full((128, 128, 3), 120, np.uint8)
+    a, b = camera_noise(clean, 20, seed=1), camera_noise(clean, 20, seed=1)
+    assert a.dtype == np.uint8 and a.shape == clean.shape and np.array_equal(a, b)
+    assert not np.array_equal(a, camera_noise(clean, 20, seed=2))
+    weak, strong = (camera_noise(clean, s, seed=3, jpeg_probability=0) for s in (5, 30))
+    assert 2.0 < _residual_stats(weak, clean)[0] < _residual_stats(strong, clean)[0]
+    # demosaicing spreads each sensor sample's noise over its neighbours and channels; white noise has neither
+    _, horizontal, channels = _residual_stats(strong, clean)
+    _, white_h, white_c = _residual_stats(gaussian_noise(clean, 20, seed=3), clean)
+    assert horizontal > 0.2 and channels > 0.06 and abs(white_h) < 0.04 and abs(white_c) < 0.04
+    assert np.array_equal(camera_noise(clean, 0, seed=4, jpeg_probability=0), clean)
+
+
+def test_camera_noise_is_a_noise_model_of_denoising_only():
+    from panet.data.degrade import camera_noise
+    from panet.tasks import get_task
+
+    clean = np.random.default_rng(0).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    noisy, target = get_task("denoise").make_pair(clean, 25, seed=5, noise="camera")
+    assert np.array_equal(noisy, camera_noise(clean, 25, seed=5)) and np.array_equal(target, clean)
+    with pytest.raises(ValueError, match="noise model"):
+        get_task("car").make_pair(clean, 10, seed=5, noise="camera")
+    with pytest.raises(ValueError, match="RGB"):
+        camera_noise(clean[:, :, :1], 10, seed=0)
+    with pytest.raises(ValueError, match="sigma"):
+        camera_noise(clean, float("nan"), seed=0)

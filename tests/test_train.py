@@ -342,3 +342,24 @@ def find_all(folder):
     from panet.data.datasets import find_images
 
     return find_images(folder)
+
+
+def test_a_denoiser_trains_on_camera_noise_when_the_recipe_says_so(tiny, tmp_path):
+    """data.noise: camera trains (and validates) on camera-like noise; a task without that noise model refuses."""
+    from panet.data.datasets import TrainPairs
+
+    with pytest.raises(ValueError, match="data.noise 'poisson' is not a noise model of task 'denoise'"):
+        load_config(tiny, ["data.noise=poisson"])
+    config = load_config(tiny, ["data.noise=camera", f"out_dir={tmp_path / 'camera'}"])
+    assert config.data.noise == "camera"
+    summary = train(config, max_steps=3, quiet=True)
+    assert summary is not None
+    import json
+
+    card = json.loads((tmp_path / "camera" / "card.json").read_text())
+    assert card["config"]["data"]["noise"] == "camera"
+    pairs = TrainPairs(config.data.train, task="denoise", level=20, patch_size=12, length=4, noise="camera")
+    noisy, clean = pairs[0]
+    assert noisy.shape == clean.shape == (3, 12, 12)
+    with pytest.raises(ValueError, match="no noise model"):
+        TrainPairs(config.data.train, task="car", level=10, patch_size=12, colors=1, noise="camera")

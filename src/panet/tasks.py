@@ -72,6 +72,9 @@ class Task:
     luma: bool = False  # works on the luma: colour ground truth becomes Y, a colour image restores Y, keeps chroma
     mosaic: bool = False  # the input is a Bayer mosaic (no flips: the x8 ensemble would change the phase)
     identity_label: str = "input"  # what the degraded input is called as a baseline ("noisy input", "JPEG")
+    # noise models besides the task's standard degradation (make_pair's ``noise``): "camera" is signal-dependent,
+    # demosaiced and sometimes JPEG-compressed noise like a real photo's (panet.data.degrade.camera_noise)
+    noise_models: tuple[str, ...] = ()
     benchmarks: tuple[Benchmark, ...] = ()  # the paper's evaluation of this task
 
     def paper_score(self, method: str, set_name: str, level: float | None) -> Score | None:
@@ -136,7 +139,9 @@ class Task:
             raise ValueError(f"{self.level_title} must be {self.level_rule}, got {level}")
         return level
 
-    def make_pair(self, target: np.ndarray, level: float | None, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    def make_pair(
+        self, target: np.ndarray, level: float | None, *, seed: int = 0, noise: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(degraded input, ground truth) from a uint8 HxWxC ground-truth image, deterministically.
 
         * sr: the HR image cropped to a multiple of the scale and its MATLAB-bicubic LR;
@@ -144,9 +149,16 @@ class Task:
         * car: JPEG at quality ``q`` of the gray image (RGB images are turned into
           the Y of MATLAB rgb2ycbcr, rounded, as in the JPEG-deblocking literature);
         * demosaic: the 3-channel zero-filled GRBG mosaic.
+
+        ``noise`` picks one of the task's ``noise_models`` instead of its standard degradation (None).
         """
         from panet.data import degrade
 
+        if noise is not None and noise not in self.noise_models:
+            raise ValueError(
+                f"task {self.name!r} has no noise model {noise!r}"
+                + (f"; choose from {', '.join(self.noise_models)}" if self.noise_models else "")
+            )
         level = self.check_level(level)
         if target.ndim == 2:
             target = target[:, :, None]
@@ -154,6 +166,8 @@ class Task:
             hr, lr = degrade.bicubic_lr(target, int(level))
             return lr, hr
         if self.name == "denoise":
+            if noise == "camera":
+                return degrade.camera_noise(target, float(level), seed=seed), target
             return degrade.gaussian_noise(target, float(level), seed=seed), target
         if self.name == "car":
             gray = to_gray_y(target)
@@ -222,6 +236,7 @@ TASKS: dict[str, Task] = {
         default_level=25,
         any_colors=True,
         identity_label="noisy input",
+        noise_models=("camera",),
         benchmarks=(
             Benchmark(
                 ("Kodak24", "CBSD68"),

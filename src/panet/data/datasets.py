@@ -166,6 +166,7 @@ class TrainPairs(torch.utils.data.Dataset):
         length: items per epoch (any number: patches are drawn at random).
         seed: item ``i`` depends only on ``(seed, i)``.
         exclude: image files never to train on (the validation images, when validation uses a training set).
+        noise: one of the task's ``noise_models`` instead of its standard degradation (``"camera"`` for denoising).
     """
 
     def __init__(
@@ -180,8 +181,12 @@ class TrainPairs(torch.utils.data.Dataset):
         seed: int = 0,
         augment: bool = True,
         exclude: Sequence[str | os.PathLike] = (),
+        noise: str | None = None,
     ):
         self.task = get_task(task)
+        self.noise = noise
+        if noise is not None and noise not in self.task.noise_models:
+            raise ValueError(f"task {task!r} has no noise model {noise!r}")
         self.level = Level.parse(level)
         self.task.check_level(self.level.low)
         self.task.check_level(self.level.high)
@@ -239,7 +244,7 @@ class TrainPairs(torch.utils.data.Dataset):
         if self.augment:
             (patch,) = _augment([patch], rng)
         level = self.level.sample(rng, integer=self.task.integer_level)
-        degraded, target = self.task.make_pair(patch, level or None, seed=int(rng.integers(2**32)))
+        degraded, target = self.task.make_pair(patch, level or None, seed=int(rng.integers(2**32)), noise=self.noise)
         return to_chw(degraded), to_chw(target)
 
 
@@ -262,12 +267,17 @@ class EvalPairs:
         colors: int | None = 3,
         seed: int = 0,
         crop: int | None = None,
+        noise: str | None = None,
     ):
         """``colors``: channels to read the images with (None: as stored). SR and
         demosaicing always use RGB, CAR always gray. ``crop``: evaluate only the
         centre ``crop`` x ``crop`` of each ground truth (cheap validation during
-        training; the attention is quadratic in the image area)."""
+        training; the attention is quadratic in the image area). ``noise``: one of
+        the task's ``noise_models`` instead of its standard degradation."""
         self.task = get_task(task)
+        if noise is not None and noise not in self.task.noise_models:
+            raise ValueError(f"task {task!r} has no noise model {noise!r}")
+        self.noise = noise
         self.level = self.task.check_level(level)
         self.files = find_images(folder)
         self.colors = self.task.image_colors(colors)
@@ -287,5 +297,7 @@ class EvalPairs:
                 h, w = image.shape[:2]
                 top, left = max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
                 image = image[top : top + self.crop, left : left + self.crop]
-            degraded, target = self.task.make_pair(image, self.level or None, seed=seed_for(path.name, self.seed))
+            degraded, target = self.task.make_pair(
+                image, self.level or None, seed=seed_for(path.name, self.seed), noise=self.noise
+            )
             yield EvalItem(path.stem, degraded, target)

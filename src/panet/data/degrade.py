@@ -109,3 +109,67 @@ def bicubic_lr(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """The SR benchmark pair: (HR cropped to a multiple of ``scale``, its MATLAB-bicubic LR)."""
     hr = modcrop(_check_uint8(hr), int(scale))
     return hr, imresize(hr, 1 / int(scale))
+
+
+# sRGB's transfer curve (IEC 61966-2-1), to take an 8-bit photo back to linear sensor values and forth
+def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+def _bilinear_demosaic(raw: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """HxWx3 from a zero-filled HxWx3 mosaic: each missing sample is the mean of the kept ones in its 3x3
+    neighbourhood (reflected at the borders)."""
+    out = np.empty_like(raw)
+    for c in range(3):
+        values = np.pad(raw[:, :, c] * mask[:, :, c], 1, mode="reflect")
+        counts = np.pad(mask[:, :, c].astype(raw.dtype), 1, mode="reflect")
+        h, w = raw.shape[:2]
+        total = sum(values[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
+        number = sum(counts[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3))
+        out[:, :, c] = np.where(mask[:, :, c], raw[:, :, c], total / np.maximum(number, 1))
+    return out
+
+
+# A typical camera's colour matrix (camera RGB -> linear sRGB; rows sum to 1, so grey stays grey): it mixes the
+# sensor's per-channel noise into every output channel, as a camera's processing does.
+_CAMERA_TO_SRGB = np.array([[1.70, -0.60, -0.10], [-0.20, 1.50, -0.30], [0.05, -0.55, 1.50]])
+
+
+def camera_noise(img: np.ndarray, sigma: float, *, seed: int, jpeg_probability: float = 0.5) -> np.ndarray:
+    """Noise like a camera's, for training a denoiser of real photos: signal-dependent, correlated, compressed.
+
+    The noise is made where a camera makes it: the 8-bit RGB image goes back to linear light (inverse sRGB curve)
+    and to the sensor's colours (inverse of a typical colour matrix); each site of a GRBG Bayer sensor gets
+    Poisson-Gaussian noise (variance ``a * x + b^2`` for the site's value x; the share of shot noise drawn at random
+    per image). That noise is demosaiced bilinearly (correlating neighbouring pixels), mixed by the colour matrix
+    (correlating the channels) and added to the linear image, which goes through the sRGB curve again and, with
+    probability ``jpeg_probability``, through JPEG at a quality in 70..95. The image content itself is not
+    demosaiced, so the only difference from ``img`` is the noise (and JPEG). ``sigma`` sets the strength: the
+    standard deviation of a sensor site's noise at mid-grey, on the 0-255 scale of the output. Deterministic for a
+    given seed.
+    """
+    img = _check_uint8(img)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"camera noise needs an RGB image (HxWx3), got shape {img.shape}")
+    if not np.isfinite(sigma) or sigma < 0:
+        raise ValueError(f"sigma must be a finite number >= 0, got {sigma}")
+    rng = np.random.default_rng(seed)
+    linear = _srgb_to_linear(img.astype(np.float64) / 255.0)
+    sensor = np.clip(linear @ np.linalg.inv(_CAMERA_TO_SRGB).T, 0.0, None)
+    mid = float(_srgb_to_linear(np.array(0.5)))
+    slope = float((_linear_to_srgb(np.array(mid + 1e-4)) - _linear_to_srgb(np.array(mid))) / 1e-4)
+    variance = (sigma / 255.0 / slope) ** 2  # at mid-grey, in linear units
+    shot = rng.uniform(0.2, 0.9)
+    a, b2 = shot * variance / mid, (1 - shot) * variance
+    mask = bayer_mask(img.shape[0], img.shape[1], "GRBG")
+    sites = rng.normal(0.0, 1.0, linear.shape) * np.sqrt(a * sensor + b2) * mask
+    noise = _bilinear_demosaic(sites, mask) @ _CAMERA_TO_SRGB.T
+    noisy = np.floor(_linear_to_srgb(linear + noise) * 255.0 + 0.5).astype(np.uint8)
+    if rng.uniform() < jpeg_probability:
+        noisy = jpeg(noisy, int(rng.integers(70, 96)))
+    return noisy

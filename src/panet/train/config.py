@@ -25,6 +25,7 @@ class DataConfig:
     workers: int = 0
     val_images: int | None = None  # first N images of each validation set
     val_crop: int | None = None  # validate on centre crops of this size (full images: null)
+    noise: str | None = None  # one of the task's noise models instead of its standard one ("camera": denoise)
 
 
 @dataclass
@@ -185,6 +186,9 @@ def _validate_data(c: TrainConfig, task) -> None:
             raise ValueError(f"data.{name} must be positive or null, got {value}")
     if d.workers < 0:
         raise ValueError(f"data.workers must be >= 0, got {d.workers}")
+    if d.noise is not None and d.noise not in task.noise_models:
+        choices = ", ".join(task.noise_models) or "none"
+        raise ValueError(f"data.noise {d.noise!r} is not a noise model of task {task.name!r} (choose from: {choices})")
     level = d.level
     if task.level_name is None:
         return

@@ -13,7 +13,14 @@ def _validation_sets(config: TrainConfig, colors: int):
     from panet.data.datasets import EvalPairs
 
     for folder in data_folders(config.data.val, config.data.data_root):
-        pairs = EvalPairs(folder, task=config.task, level=_val_level(config), colors=colors, crop=config.data.val_crop)
+        pairs = EvalPairs(
+            folder,
+            task=config.task,
+            level=_val_level(config),
+            colors=colors,
+            crop=config.data.val_crop,
+            noise=config.data.noise,
+        )
         pairs.files = pairs.files[: config.data.val_images or None]
         yield folder.name, pairs, int(config.data.level) if pairs.task.upscales else 1
 
