@@ -415,3 +415,20 @@ def test_stabiliser_paths_of_the_tiled_softmax(dtype, tiles):
     vt = torch.randn(1, 3, scores.numel(), dtype=dtype)
     out = patch_attention(q, scores.view(1, 1, -1), vt, softmax_scale=1.0, key_block=4, query_block=1)
     torch.testing.assert_close(out[0, 0], torch.softmax(scores, 0) @ vt[0].t())
+
+
+@pytest.mark.parametrize("pv_dtype", [None, torch.bfloat16])
+def test_factorised_forward_batched_as_on_a_gpu_equals_sample_by_sample(pv_dtype):
+    """Off the CPU the factorised forward runs the batch at once (bmm); on the CPU sample by sample: same result."""
+    from panet.nn.attention import _factorised_forward, _factorised_inputs
+
+    block = PyramidAttention(16, 2)
+    x = torch.randn(3, 16, 13, 11)
+    sizes = pyramid_sizes(13, 11, 5)
+    with torch.no_grad():
+        inputs = _factorised_inputs(x, sizes, block.query, block.key, block.value, 10.0, 1e-4, torch.float32, pv_dtype)
+        queries, keys, values, norm = inputs
+        one = _factorised_forward(queries, keys, values, norm, 11, sizes, pv_dtype, batched=False)
+        batch = _factorised_forward(queries, keys, values, norm, 11, sizes, pv_dtype, batched=True)
+    tolerance = 1e-5 if pv_dtype is None else 2e-2
+    torch.testing.assert_close(batch, one, rtol=tolerance, atol=tolerance)

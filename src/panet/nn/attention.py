@@ -492,17 +492,17 @@ def _diagonal_row_sum(src: Tensor, dst: Tensor, width: int, sizes) -> Tensor:
     """``dst[(y, x), (ly, lx)] = sum_d src[(y+d, x), (ly+d, lx)]`` over d in -1..1 for each level's block of key
     columns, zero outside the rows of ``src`` and the level: the vertical half of a 3x3 patch sum.
 
-    src, dst: (rows * width, L) score-like matrices, queries in row-major (y, x) order, keys as the levels'
-    row-major maps side by side.
+    src, dst: (..., rows * width, L) score-like matrices (a batch of them or one), queries in row-major (y, x)
+    order, keys as the levels' row-major maps side by side.
     """
     dst.copy_(src)
-    rows = src.shape[0] // width
+    rows = src.shape[-2] // width
     start = 0
     for hl, wl in sizes:
-        a = src[:, start : start + hl * wl].unflatten(1, (hl, wl)).unflatten(0, (rows, width))
-        d = dst[:, start : start + hl * wl].unflatten(1, (hl, wl)).unflatten(0, (rows, width))
-        d[1:, :, 1:].add_(a[:-1, :, :-1])
-        d[:-1, :, :-1].add_(a[1:, :, 1:])
+        a = src[..., start : start + hl * wl].unflatten(-1, (hl, wl)).unflatten(-3, (rows, width))
+        d = dst[..., start : start + hl * wl].unflatten(-1, (hl, wl)).unflatten(-3, (rows, width))
+        d[..., 1:, :, 1:, :].add_(a[..., :-1, :, :-1, :])
+        d[..., :-1, :, :-1, :].add_(a[..., 1:, :, 1:, :])
         start += hl * wl
     return dst
 
@@ -530,8 +530,20 @@ def _scores(queries: Tensor, keys: Tensor, onednn: bool, out: Tensor | None) -> 
     return torch.mm(queries, keys.t(), out=out)
 
 
-def _factorised_forward(queries, keys, values, norm, width: int, sizes, pv_dtype) -> Tensor:
-    """(B, N, 3C) sums of value row patches weighted by the vertically summed probabilities, sample by sample."""
+def _factorised_forward(queries, keys, values, norm, width: int, sizes, pv_dtype, batched: bool | None = None):
+    """(B, N, 3C) sums of value row patches weighted by the vertically summed probabilities.
+
+    On a CPU sample by sample, so that one sample's matrices stay in the cache; elsewhere (``batched``, default:
+    off the CPU) the whole batch at once, in a few large kernels instead of many small launches.
+    """
+    if batched is None:
+        batched = queries.device.type != "cpu"
+    if batched:
+        all_scores = torch.bmm(queries, keys.transpose(1, 2))
+        all_probs = _diagonal_row_sum(all_scores, torch.empty_like(all_scores), width, sizes).div_(norm[:, None, :])
+        torch.ops.aten._softmax.out(all_probs, 2, False, out=all_scores)
+        weights = _diagonal_row_sum(all_scores, all_probs, width, sizes)
+        return torch.bmm(weights.to(pv_dtype) if pv_dtype is not None else weights, values).to(queries.dtype)
     b, n = queries.shape[:2]
     n_keys = keys.shape[1]
     onednn = _onednn_available(queries)
