@@ -74,3 +74,59 @@ def test_restore_runs_the_resolvers_network():
     panet.restore(image, task="denoise", sigma=25)
     key = resolver.choose_network("denoise", 25, colors=3).key
     assert list(resolver._cache) == [key]
+
+
+def test_a_noise_model_picks_weights_trained_on_it_and_only_then(tmp_path, monkeypatch):
+    """Weights trained on camera noise (their recipe's data.noise) are chosen for noise="camera" alone: the
+    default denoiser stays the Gaussian one, and without such weights the request fails with one clear message."""
+    import json
+    import subprocess
+    import sys
+
+    import panet.zoo.pretrained as pretrained
+    from panet.zoo.weights import save_weights
+
+    for name, level, noise in [("dn-gauss", [0, 75], None), ("dn-camera", [0, 40], "camera")]:
+        torch.manual_seed(0)
+        model = panet.create_model("panet-dn-s", blocks=2, features=8)
+        save_weights(model, tmp_path / f"{name}.safetensors", metadata={"task": "denoise", "level": json.dumps(level)})
+        card = {"name": name, "preset": "panet-dn-s", "task": "denoise", "level": level, "command": "test"}
+        card["config"] = {"data": {"noise": noise}}
+        (tmp_path / f"{name}.json").write_text(json.dumps(card))
+    monkeypatch.setattr(pretrained, "SHIPPED", tmp_path)
+    assert resolver.choose_network("denoise", 25, colors=3).name == "dn-gauss"
+    assert resolver.choose_network("denoise", None, colors=3, noise="camera").name == "dn-camera"
+    with pytest.raises(ValueError, match="no noise model 'camera'"):
+        resolver.choose_network("car", 10, noise="camera")
+    noisy = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    assert panet.restore(noisy, task="denoise", noise="camera").shape == noisy.shape
+    with pytest.raises(ValueError, match="give no sigma"):
+        panet.restore(noisy, task="denoise", noise="camera", sigma=25)
+    monkeypatch.setattr(pretrained, "SHIPPED", tmp_path / "none")
+    (tmp_path / "none").mkdir()
+    with pytest.raises(ValueError, match="no trained weights ship for task 'denoise' with camera noise yet"):
+        find_weights("denoise", None, 3, noise="camera")
+    from panet.data.images import write_image
+
+    write_image(tmp_path / "in.png", noisy)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "panet",
+            "restore",
+            "in.png",
+            "-o",
+            "out.png",
+            "--task",
+            "denoise",
+            "--noise",
+            "camera",
+            "--sigma",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2 and "leave out --sigma" in run.stderr and "Traceback" not in run.stderr

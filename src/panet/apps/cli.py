@@ -205,6 +205,10 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     networks: dict[tuple | None, tuple] = {}  # keyed by the file (resolver cache key), so each loads once
     # `--sigma auto`: the level is estimated from each image (and chooses its weights); None until then
     estimated = _spec(args.task).level_name if args.task else None
+    if args.noise and args.task and args.noise not in _spec(args.task).noise_models:
+        raise CliError(f"--task {args.task} has no noise model {args.noise!r}")
+    if args.noise and estimated and getattr(args, estimated, None) is not None:
+        raise CliError(f"--noise {args.noise} picks blind weights: leave out --{estimated}")
     if estimated is None or getattr(args, estimated, None) != "auto":
         estimated = None
     else:
@@ -363,6 +367,7 @@ def _choose(args: argparse.Namespace, colors: int | None = None):
             random_init=args.random_init,
             colors=colors,
             seed=args.seed,
+            noise=getattr(args, "noise", None),
         )
     except ValueError as exc:
         raise CliError(str(exc)) from None
@@ -657,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     from panet import __version__
     from panet.apps.serve import MAX_PIXELS as SERVE_MAX_PIXELS
     from panet.data.images import DEFAULT_MAX_PIXELS
+    from panet.tasks import TASKS
 
     parser = _Parser(prog="panet", description="Pyramid Attention Networks for image restoration")
     parser.add_argument("--version", action="version", version=f"panet {__version__}")
@@ -763,6 +769,12 @@ def build_parser() -> argparse.ArgumentParser:
         p, "what to undo; picks the shipped weights for it and its level (not needed with --weights)", auto=True
     )
     _network_flags(p, "shipped weights name (see `panet models`) or a .safetensors / release .pt file")
+    p.add_argument(
+        "--noise",
+        choices=sorted({model for spec in TASKS.values() for model in spec.noise_models}),
+        help="the shipped weights trained on this noise model instead of the task's standard one (camera: a blind "
+        "denoiser for real photos' camera noise: --task denoise --noise camera, without --sigma)",
+    )
     p.add_argument(
         "--tiling",
         choices=["tile", "legacy", "none"],

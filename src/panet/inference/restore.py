@@ -22,13 +22,13 @@ import torch
 from torch import Tensor
 
 
-def _network(task: str | None, weights: str | None, model, level: float | None, colors: int | None = None):
+def _network(task: str | None, weights: str | None, model, level: float | None, colors: int | None = None, noise=None):
     """(network, task): ``model`` as given, else what :func:`panet.zoo.resolver.resolve_network` picks."""
     if model is not None:
         return model.eval(), task
     from panet.zoo.resolver import resolve_network
 
-    network = resolve_network(task, level, weights=weights, colors=colors)
+    network = resolve_network(task, level, weights=weights, colors=colors, noise=noise)
     return network.model, network.task
 
 
@@ -380,13 +380,15 @@ def restore(
     device: str = "cpu",
     precision: str = "auto",
     bayer: str = "GRBG",
+    noise: str | None = None,
 ):
     """Restore ``image`` (numpy HxW[xC] uint8/uint16/float, PIL image, or tensor (C, H, W) / (1, C, H, W)).
 
     The network: ``model`` (a PANet), ``weights`` (a shipped name or a file), or the shipped default for ``task``
     and its level (``scale`` for SR; ``sigma``/``quality`` choose among shipped denoising/JPEG weights;
-    ``sigma="auto"`` estimates it from the image with :func:`panet.estimate_sigma`).
-    Tiling as in ``panet restore`` (``tile`` / ``overlap`` None: :func:`auto_tiling`); ``ensemble`` averages the 8
+    ``sigma="auto"`` estimates it from the image with :func:`panet.estimate_sigma`); ``noise`` asks for weights
+    trained on one of the task's other noise models instead (``task="denoise", noise="camera"``: blind weights
+    for real photos, no ``sigma``). Tiling as in ``panet restore`` (``tile`` / ``overlap`` None: :func:`auto_tiling`); ``ensemble`` averages the 8
     flips/transposes. ``precision``: ``auto`` runs
     the network under bf16 autocast where this machine has bf16 and measures it faster than fp32
     (:func:`panet.hardware.resolve_precision`), else fp32; the attention's scores stay fp32. ``bayer``: the pattern of a
@@ -409,7 +411,9 @@ def restore(
         from panet.data.noise_level import estimate_sigma
 
         level = round(estimate_sigma(array), 1)
-    net, task = _network(task, weights, model, level, image_colors(array))
+    if noise is not None and level is not None:
+        raise ValueError(f"noise={noise!r} picks blind weights: give no {spec.level_name if spec else 'level'}")
+    net, task = _network(task, weights, model, level, image_colors(array), noise)
     if task is not None and get_task(task).upscales and scale is not None and net.scale != scale:
         raise ValueError(f"the network upscales x{net.scale}, not x{scale}")
     net = net.to(target)

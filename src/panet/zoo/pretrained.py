@@ -43,6 +43,15 @@ class ShippedWeights:
         return 0.0 if self.low is None or self.high is None else self.high - self.low
 
     @property
+    def noise(self) -> str | None:
+        """The noise model the weights were trained on besides the task's standard one ("camera"), from the
+        card's recipe (``data.noise``); None: the task's standard degradation."""
+        config = self.card.get("config")
+        data = config.get("data") if isinstance(config, dict) else None
+        noise = data.get("noise") if isinstance(data, dict) else None
+        return noise if isinstance(noise, str) else None
+
+    @property
     def colors(self) -> int | None:
         """Image channels the network takes (1 gray, 3 colour): the config saved in the weights file itself."""
         from panet.zoo.weights import read_metadata
@@ -88,17 +97,26 @@ def list_weights(*, task: str | None = None, folder: str | os.PathLike | None = 
     return found
 
 
-def find_weights(task: str, level: float | None = None, colors: int | None = None) -> ShippedWeights:
+def find_weights(
+    task: str, level: float | None = None, colors: int | None = None, *, noise: str | None = None
+) -> ShippedWeights:
     """The shipped weights for ``task`` whose training range covers ``level``; with ``colors`` (1 or 3, the
     image's), weights for that many channels are preferred (a colour photo goes to the colour denoiser, not to the
     gray one channel by channel), then the narrowest range (a model trained for σ 15 alone over the blind one;
-    with no level, the widest)."""
+    with no level, the widest). ``noise``: weights trained on that noise model of the task ("camera"; they are
+    blind, ``level`` is not asked for); None: on the task's standard degradation."""
     from panet.tasks import get_task
 
-    task = get_task(task).name
-    candidates = list_weights(task=task)
+    spec = get_task(task)
+    task = spec.name
+    if noise is not None and noise not in spec.noise_models:
+        choices = ", ".join(spec.noise_models) or "none"
+        raise ValueError(f"task {task!r} has no noise model {noise!r} (noise models: {choices})")
+    candidates = [w for w in list_weights(task=task) if w.noise == noise]
+    if noise is not None:
+        level = None
     if not candidates:
-        raise ValueError(f"no trained weights ship for task {task!r} yet")
+        raise ValueError(f"no trained weights ship for task {task!r}{f' with {noise} noise' if noise else ''} yet")
     covering = [w for w in candidates if w.covers(level)]
     if covering:
 

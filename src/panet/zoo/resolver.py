@@ -60,13 +60,15 @@ def choose_network(
     random_init: bool = False,
     colors: int | None = None,
     seed: int = 0,
+    noise: str | None = None,
 ) -> Choice:
     """What runs for a request, without loading it (ValueError names what is wrong).
 
     * ``weights`` (a shipped name or a .safetensors / release .pt file): those, checked against ``task``;
     * ``preset`` with ``random_init``: the preset, untrained (seeded with ``seed``);
     * otherwise the shipped weights for ``task`` whose training range covers ``level`` (for an image of
-      ``colors`` channels, when given); where none ship and ``random_init`` is set, the task's small preset,
+      ``colors`` channels, when given), trained on the task's noise model ``noise`` when given ("camera":
+      blind weights for real photos); where none ship and ``random_init`` is set, the task's small preset,
       untrained (a demo).
     """
     from panet.zoo.pretrained import find_weights, list_weights, weights_task
@@ -94,12 +96,14 @@ def choose_network(
         raise ValueError(f"give a task ({', '.join(TASKS)}) or weights")
     if spec.upscales and level is None:
         raise ValueError(f"task {spec.name!r} needs {spec.level_name} ({spec.level_rule})")
+    if noise is not None and noise not in spec.noise_models:
+        raise ValueError(f"task {spec.name!r} has no noise model {noise!r}")
     if random_init and not list_weights(task=spec.name):
         from panet.zoo.registry import small_preset
 
         name = small_preset(spec.name, int(level) if spec.upscales and level is not None else 1)
         return Choice("random", name, spec.name, f"{name}, RANDOM weights", ("random", name, seed))
-    w = find_weights(spec.name, level, colors)
+    w = find_weights(spec.name, level, colors, noise=noise)
     return Choice("shipped", w.name, spec.name, f"shipped weights {w.name} ({w.level_text})", _file_key(w.file))
 
 
@@ -138,10 +142,13 @@ def resolve_network(
     random_init: bool = False,
     colors: int | None = None,
     seed: int = 0,
+    noise: str | None = None,
 ) -> Network:
     """:func:`choose_network`, loaded (or taken from the cache) and in eval mode."""
     return load_network(
-        choose_network(task, level, weights=weights, preset=preset, random_init=random_init, colors=colors, seed=seed)
+        choose_network(
+            task, level, weights=weights, preset=preset, random_init=random_init, colors=colors, seed=seed, noise=noise
+        )
     )
 
 
