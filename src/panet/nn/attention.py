@@ -8,11 +8,14 @@ overlap-add (divided by 4, as in the release).
 
 The semantics are the authors' release, float for float (see
 ``shared/reference/release.md`` section 1.2). What differs is how it is
-computed: the release materialises an N x L score matrix per sample
-(~170 GB for a 256x256 map); here queries and keys are processed in tiles
-with a fixed per-query softmax stabiliser, so memory is O(N*d) plus one
-bounded tile, and the backward pass recomputes the tiles (flash-attention
-style) instead of storing them.
+computed. The release materialises an N x L score matrix per sample
+(~170 GB for a 256x256 map). Here small maps (restore tiles, training
+patches) take a factorised path: the 3x3 patch sums split into 1x3 row-patch
+GEMMs (a third of the work) and shifted adds over each sample's score matrix
+(:func:`runs_factorised`). Larger maps run a tiled kernel: queries and keys
+in tiles with a fixed per-query softmax stabiliser, memory O(N*d) plus one
+bounded tile, and a backward that recomputes the tiles (flash-attention
+style) instead of storing them; or, on CUDA, PyTorch's SDPA.
 
 Example:
     >>> import torch
@@ -590,7 +593,7 @@ class _FactorisedAttention(torch.autograd.Function):
         scores, probs = None, torch.empty(queries.shape[1], keys.shape[1], dtype=dtype, device=queries.device)
         work = torch.empty_like(probs)
         for i in range(queries.shape[0]):
-            scores = _scores(queries[i], keys[i], onednn, None if onednn else scores)
+            scores = _scores(queries[i], keys[i], onednn, scores)
             s = _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])  # probs holds S for now
             p = torch.softmax(s, 1)
             g = grad[i].to(low or dtype)
