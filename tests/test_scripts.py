@@ -462,3 +462,29 @@ def test_the_gpu_check_runs_on_cpu_and_finds_every_path_exact(tmp_path):
     parity = [line.split("|") for line in text.splitlines() if line.startswith("| (1, 8, 9, 13)")]
     assert {row[2].strip() for row in parity} == {"factorised", "sdpa", "kernel"}
     assert all(float(row[3]) < 1e-10 and float(row[4]) < 1e-10 for row in parity)
+
+
+def test_real_noise_gallery_shows_each_photo_without_a_score(tmp_path):
+    """RNI15 has no ground truth: the sheets put the restorations side by side and the page says so."""
+    import real_noise_gallery
+
+    from panet.data.images import write_image
+    from panet.zoo.weights import save_weights
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "real_noise" / "RNI15"
+    for name in ("Dog", "Boy"):
+        write_image(folder / f"{name}.png", rng.integers(0, 256, (40, 36, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    camera = tmp_path / "camera.safetensors"
+    save_weights(panet.create_model("panet-dn-s", blocks=2, features=8), camera, metadata={"task": "denoise"})
+    out = tmp_path / "docs"
+    real_noise_gallery.main(
+        ["--data-root", str(tmp_path / "data"), "--camera-weights", str(camera), "--crop", "24", "--output", str(out)]
+    )
+    text = (out / "gallery_real.md").read_text()
+    assert "no ground\ntruth, so no PSNR" in text and "dB" not in text
+    for name in ("Dog", "Boy"):
+        assert f"![{name}](gallery/real/{name}.png)" in text
+        sheet = Image.open(out / "gallery" / "real" / f"{name}.png")
+        assert sheet.height == 24 + 20 and sheet.width >= 3 * (24 + 6)  # input, Gaussian model, camera model
