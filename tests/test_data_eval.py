@@ -36,13 +36,15 @@ def test_find_set_layouts_and_error(tmp_path, folder):
 
 @pytest.mark.parametrize(
     "task, level, colors",
-    [("sr", 3, 3), ("denoise", (5, 50), 3), ("denoise", 25, 1), ("car", 20, 3), ("demosaic", None, 3)],
+    [("sr", 3, 3), ("denoise", (5, 50), 3), ("denoise", 25, 1), ("car", 20, 1), ("car", 20, 3), ("demosaic", None, 3)],
 )
 def test_train_pairs_shapes_determinism_and_range(folder, task, level, colors):
+    """Pairs have the network's channels: a gray JPEG network trains on the Y of colour photos, a colour one on
+    colour JPEGs."""
     pairs = TrainPairs([folder], task=task, level=level, patch_size=16, colors=colors, length=10, seed=3)
     x, y = pairs[4]
     scale = 3 if task == "sr" else 1
-    c = 1 if task == "car" else colors
+    c = colors
     assert x.shape == (c, 16, 16) and y.shape == (c, 16 * scale, 16 * scale)
     assert x.min() >= 0 and x.max() <= 1 and x.dtype == torch.float32
     x2, y2 = TrainPairs([folder], task=task, level=level, patch_size=16, colors=colors, length=10, seed=3)[4]
@@ -140,3 +142,18 @@ def test_the_papers_plan_is_consistent_with_the_task_table():
     assert TASKS["sr"].paper_score("panet", "Set5", 2) == (38.33, 0.9617)
     assert TASKS["sr"].paper_score("panet", "Set5", 5) is None
     assert baseline_label("identity", "car") == "JPEG"
+
+
+def test_jpeg_pairs_follow_the_networks_colours(folder):
+    """A gray JPEG network is scored on the Y of colour images (the paper's protocol), a colour one on colour
+    JPEGs; restore gives a colour network the colour image itself."""
+    import panet
+
+    (gray,) = list(EvalPairs(folder, task="car", level=10, colors=1))[:1]
+    (colour,) = list(EvalPairs(folder, task="car", level=10, colors=3))[:1]
+    (baseline,) = list(EvalPairs(folder, task="car", level=10, colors=None))[:1]
+    assert gray.target.shape[2] == 1 and colour.target.shape[2] == 3 and baseline.target.shape[2] == 1
+    assert colour.degraded.shape == colour.target.shape and not np.array_equal(colour.degraded, colour.target)
+    model = panet.create_model("panet-car-s", colors=3, blocks=2, features=8)
+    restored = panet.restore(colour.degraded, model=model, task="car")
+    assert restored.shape == colour.degraded.shape

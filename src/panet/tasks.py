@@ -124,6 +124,11 @@ class Task:
         """Channels to read this task's images with, given the network's (None: as stored, where any will do)."""
         return colors if self.any_colors else self.colors
 
+    def on_luma(self, colors: int | None) -> bool:
+        """Whether a network with ``colors`` channels (None: unknown, e.g. a baseline) works on the luma of colour
+        images: a luma task's gray networks do (and its benchmarks score the Y), its colour networks do not."""
+        return self.luma and colors != 3
+
     def check_level(self, level: float | None) -> float:
         """Validate the degradation level: SR scale, noise sigma (0-255), JPEG quality; demosaicing has none."""
         if self.level_name is None:
@@ -146,8 +151,8 @@ class Task:
 
         * sr: the HR image cropped to a multiple of the scale and its MATLAB-bicubic LR;
         * denoise: AWGN of ``sigma`` (0-255 scale), clipped and quantised to 8 bit;
-        * car: JPEG at quality ``q`` of the gray image (RGB images are turned into
-          the Y of MATLAB rgb2ycbcr, rounded, as in the JPEG-deblocking literature);
+        * car: JPEG at quality ``q`` of the image as given (callers give a gray network the Y of MATLAB
+          rgb2ycbcr, rounded, as in the JPEG-deblocking literature: :meth:`on_luma`);
         * demosaic: the 3-channel zero-filled GRBG mosaic.
 
         ``noise`` picks one of the task's ``noise_models`` instead of its standard degradation (None).
@@ -169,9 +174,8 @@ class Task:
             if noise == "camera":
                 return degrade.camera_noise(target, float(level), seed=seed), target
             return degrade.gaussian_noise(target, float(level), seed=seed), target
-        if self.name == "car":
-            gray = to_gray_y(target)
-            return degrade.jpeg(gray, int(level)), gray
+        if self.name == "car":  # gray (a luma network's Y) or colour, as given; colour JPEG subsamples chroma 4:2:0
+            return degrade.jpeg(target, int(level)), target
         if target.shape[2] != 3:
             raise ValueError("demosaicing needs RGB images")
         return degrade.mosaic(target), target
@@ -266,6 +270,7 @@ TASKS: dict[str, Task] = {
         integer_level=True,
         default_level=10,
         luma=True,
+        any_colors=True,  # gray networks restore the luma (the paper's protocol); colour ones all three channels
         identity_label="JPEG",
         benchmarks=(
             Benchmark(

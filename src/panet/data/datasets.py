@@ -162,7 +162,8 @@ class TrainPairs(torch.utils.data.Dataset):
             level per patch (sigma uniformly, quality as an integer).
         patch_size: size of the *input* patch (SR: the LR patch; the target is
             ``scale`` times larger), 48 in the paper.
-        colors: channels the model sees (1 or 3). CAR is always gray.
+        colors: channels the model sees (1 or 3). A gray CAR network trains on the Y of colour photos, a colour
+            one on colour JPEGs (4:2:0).
         length: items per epoch (any number: patches are drawn at random).
         seed: item ``i`` depends only on ``(seed, i)``.
         exclude: image files never to train on (the validation images, when validation uses a training set).
@@ -211,8 +212,10 @@ class TrainPairs(torch.utils.data.Dataset):
                 file=sys.stderr,
             )
         self.colors = self.task.image_colors(colors)
-        # luma tasks read colour photos as stored and take their Y (to_gray_y), as the JPEG literature does
-        self.images = ImageCache(files, None if self.task.luma else self.colors)
+        # a luma task's gray network reads colour photos as stored and takes their Y (to_gray_y), as the JPEG
+        # literature does
+        self.luma = self.task.on_luma(self.colors)
+        self.images = ImageCache(files, None if self.luma else self.colors)
         self.patch_size, self.length, self.seed, self.augment = patch_size, length, seed, augment
         self._lr_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -221,7 +224,7 @@ class TrainPairs(torch.utils.data.Dataset):
 
     def _ground_truth(self, index: int) -> np.ndarray:
         image = self.images[index]
-        return to_gray_y(image) if self.task.luma else image
+        return to_gray_y(image) if self.luma else image
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, int(i)])
@@ -270,7 +273,8 @@ class EvalPairs:
         noise: str | None = None,
     ):
         """``colors``: channels to read the images with (None: as stored). SR and
-        demosaicing always use RGB, CAR always gray. ``crop``: evaluate only the
+        demosaicing always use RGB; CAR scores the Y of colour images for a gray
+        network or a baseline (the paper's protocol), RGB for a colour network. ``crop``: evaluate only the
         centre ``crop`` x ``crop`` of each ground truth (cheap validation during
         training; the attention is quadratic in the image area). ``noise``: one of
         the task's ``noise_models`` instead of its standard degradation."""
@@ -291,8 +295,9 @@ class EvalPairs:
 
     def __iter__(self) -> Iterator[EvalItem]:
         for path in self.files:
-            colors = None if self.task.luma else self.colors
-            image = read_image(path, colors=colors)
+            luma = self.task.on_luma(self.colors)
+            image = read_image(path, colors=None if luma else self.colors)
+            image = to_gray_y(image) if luma else image
             if self.crop:
                 h, w = image.shape[:2]
                 top, left = max(0, (h - self.crop) // 2), max(0, (w - self.crop) // 2)
