@@ -406,3 +406,25 @@ def test_version_and_train_data_root(tmp_path, capsys):
     # the named set is looked up under --data-root: an empty root names where it looked
     assert main(["train", str(recipe), "--data-root", str(tmp_path / "empty-root"), "--quiet"]) != 0
     assert str(tmp_path / "empty-root") in capsys.readouterr().err
+
+
+def test_eval_scores_on_camera_noise_when_asked(tmp_path):
+    """panet eval --noise camera degrades the ground truth with camera-like noise (a task without it refuses)."""
+    import subprocess
+    import sys
+
+    from panet.data.images import write_image
+
+    folder = tmp_path / "gt"
+    write_image(folder / "a.png", np.random.default_rng(0).integers(0, 256, (24, 28, 3), dtype=np.uint8))
+    base = [sys.executable, "-m", "panet", "eval", "--data", str(folder), "--baseline", "identity"]
+    gaussian = subprocess.run([*base, "--task", "denoise", "--sigma", "20"], capture_output=True, text=True)
+    camera = subprocess.run(
+        [*base, "--task", "denoise", "--sigma", "20", "--noise", "camera"], capture_output=True, text=True
+    )
+    assert gaussian.returncode == 0 and camera.returncode == 0, camera.stderr
+    assert gaussian.stdout != camera.stdout  # another degradation, another score
+    car = subprocess.run(
+        [*base, "--task", "car", "--quality", "20", "--noise", "camera"], capture_output=True, text=True
+    )
+    assert car.returncode == 2 and "has no noise model 'camera'" in car.stderr and "Traceback" not in car.stderr

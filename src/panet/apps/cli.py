@@ -550,7 +550,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         restorer = network_restorer(model, args.task, tiling=args.tiling, tile=tile, overlap=overlap)
         colors = model.colors
         label = args.model or args.weights
-    pairs = [(name, EvalPairs(folder, task=args.task, level=level, colors=colors)) for name, folder in folders]
+    if args.noise and args.noise not in _spec(args.task).noise_models:
+        raise CliError(f"--task {args.task} has no noise model {args.noise!r}")
+    pairs = [
+        (name, EvalPairs(folder, task=args.task, level=level, colors=colors, noise=args.noise))
+        for name, folder in folders
+    ]
     for _, p in pairs:
         if args.limit:
             p.files = p.files[: args.limit]
@@ -690,6 +695,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_task_options(p, "required unless --weights records it (weights written by panet do)")
     _network_flags(p, "shipped weights name or a .safetensors / release .pt file")
     p.add_argument("--baseline", help="bicubic | identity | bm3d | menon | malvar")
+    p.add_argument(
+        "--noise",
+        choices=sorted({model for spec in TASKS.values() for model in spec.noise_models}),
+        help="degrade with this noise model of the task instead of its standard one (camera: camera-like noise of "
+        "sensor strength --sigma, seeded per image like the standard degradation)",
+    )
     p.add_argument("--sets", help="comma-separated set names under the data root (Set5,Set14,...)")
     p.add_argument("--data", action="append", help="a folder of ground-truth images (repeatable)")
     p.add_argument("--data-root", help="root of the benchmark sets (default: $PANET_DATA)")
