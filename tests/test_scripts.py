@@ -488,3 +488,25 @@ def test_real_noise_gallery_shows_each_photo_without_a_score(tmp_path):
         assert f"![{name}](gallery/real/{name}.png)" in text
         sheet = Image.open(out / "gallery" / "real" / f"{name}.png")
         assert sheet.height == 24 + 20 and sheet.width >= 3 * (24 + 6)  # input, Gaussian model, camera model
+
+
+def test_save_stage_chains_the_runs_cards(tmp_path):
+    """A stage's weights, card and log go into training/; the next stage's card counts all steps and keeps the
+    earlier stage's record."""
+    import save_stage
+
+    out = tmp_path / "training"
+    for stage, steps, psnr in ((1, 200, 28.1), (2, 300, 28.3)):
+        run = tmp_path / f"run{stage}"
+        run.mkdir()
+        (run / "card.json").write_text(json.dumps({"iterations": steps, "seed": stage}))
+        (run / "log.csv").write_text(f"step,loss,lr,val_psnr,seconds\n100,0.1,0.0001,,1\n{steps},0.1,0.0001,{psnr},2\n")
+        (run / "val_reference.json").write_text(json.dumps({"baseline": "bm3d", "level": 38, "psnr": 27.6}))
+        (run / "weights.safetensors").write_bytes(f"weights {stage}".encode())
+        card = save_stage.save_stage(run, "demo", stage, f"stage {stage}", out=out)
+    assert card["iterations"] == 500 and card["stage_iterations"] == 300 and card["stage"] == 2
+    assert card["validation"] == {"step 300": 28.3, "bm3d": 27.6}
+    assert card["previous_stages"] == [
+        {"stage": 1, "iterations": 200, "seed": 1, "validation": {"step 200": 28.1, "bm3d": 27.6}, "notes": "stage 1"}
+    ]
+    assert (out / "demo.safetensors").read_bytes() == b"weights 2" and (out / "demo.stage1.log.csv").exists()
