@@ -52,13 +52,11 @@ def test_small_map_path_and_kernel_agree_on_a_restore_tile(monkeypatch):
             assert (direct(x).float() - expected).abs().max() < 0.1
 
 
-@pytest.mark.parametrize(
-    "batch, channels, reduction, height, width, levels",
-    [(2, 16, 2, 12, 12, 5), (1, 8, 4, 13, 11, 3), (2, 4, 1, 9, 6, 1), (1, 16, 8, 5, 23, 5)],
-)
-def test_factorised_training_path_gradients_match_the_oracle(batch, channels, reduction, height, width, levels):
-    block = make_block(channels, reduction, levels=levels, dtype=torch.float64, sharpen=3.0, max_direct_scores=1 << 22)
-    ref_block = make_block(channels, reduction, levels=levels, dtype=torch.float64)
+def assert_matches_the_oracle_with_gradients(block, shape, levels):
+    """``block`` (float64) against the materialised reference with its weights: the output to 1e-10, the
+    gradients of the input and of every parameter to 1e-9. Returns (input, reference output)."""
+    batch, channels, height, width = shape
+    ref_block = make_block(channels, block.reduction, levels=levels, dtype=torch.float64)
     ref_block.load_state_dict(block.state_dict())
     x = torch.randn(batch, channels, height, width, dtype=torch.float64, requires_grad=True)
     x_ref = x.detach().clone().requires_grad_(True)
@@ -70,6 +68,16 @@ def test_factorised_training_path_gradients_match_the_oracle(batch, channels, re
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-9, atol=1e-9)
     for (name, p), (_, q) in zip(block.named_parameters(), ref_block.named_parameters()):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+    return x, ref
+
+
+@pytest.mark.parametrize(
+    "batch, channels, reduction, height, width, levels",
+    [(2, 16, 2, 12, 12, 5), (1, 8, 4, 13, 11, 3), (2, 4, 1, 9, 6, 1), (1, 16, 8, 5, 23, 5)],
+)
+def test_factorised_training_path_gradients_match_the_oracle(batch, channels, reduction, height, width, levels):
+    block = make_block(channels, reduction, levels=levels, dtype=torch.float64, sharpen=3.0, max_direct_scores=1 << 22)
+    assert_matches_the_oracle_with_gradients(block, (batch, channels, height, width), levels)
 
 
 def test_factorised_training_path_gradcheck_float64():
@@ -113,18 +121,7 @@ def test_sdpa_backend_matches_the_oracle_forward_and_backward(batch, channels, r
     """backend="sdpa" (what "auto" runs on CUDA for maps the factorised path does not take) is the release's
     attention: PyTorch's scaled_dot_product_attention on the unfolded patches, fp64 here."""
     block = make_block(channels, reduction, levels=levels, dtype=torch.float64, sharpen=3.0, backend="sdpa")
-    ref_block = make_block(channels, reduction, levels=levels, dtype=torch.float64)
-    ref_block.load_state_dict(block.state_dict())
-    x = torch.randn(batch, channels, height, width, dtype=torch.float64, requires_grad=True)
-    x_ref = x.detach().clone().requires_grad_(True)
-    out, ref = block(x), reference_module(ref_block, x_ref)
-    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-10)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    ref.backward(grad)
-    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-9, atol=1e-9)
-    for (name, p), (_, q) in zip(block.named_parameters(), ref_block.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+    x, ref = assert_matches_the_oracle_with_gradients(block, (batch, channels, height, width), levels)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 scores under autocast too
         low = block.float()(x.detach().float())
     assert low.dtype == torch.float32 and (low - ref.detach().float()).abs().max() < 0.05 * ref.abs().max()

@@ -661,6 +661,11 @@ def _factorised_attention(
 BACKENDS = ("auto", "kernel", "sdpa")
 
 
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+
+
 def _sdpa_attention(queries: Tensor, keys_t: Tensor, values_t: Tensor, softmax_scale: float) -> Tensor:
     """softmax(scale Q K^T) V by ``torch.nn.functional.scaled_dot_product_attention`` (one head), in the queries'
     dtype with autocast off (the scores' exponent needs fp32). (B, N, dk), (B, dk, L), (B, dv, L) -> (B, N, dv)."""
@@ -705,8 +710,7 @@ def pyramid_attention(
     attention only for "sdpa"). SDPA gets 3x3 patches unfolded (9x the feature maps) and runs in the queries'
     dtype: fp32 scores, also under autocast.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    _check_backend(backend)
     if backend == "sdpa" and hard:
         raise ValueError("backend 'sdpa' computes soft attention only; hard attention runs the tiled kernel")
     if x.dim() != 4:
@@ -806,8 +810,7 @@ class PyramidAttention(nn.Module):
         self.channels, self.reduction, self.levels = channels, reduction, levels
         self.softmax_scale, self.res_scale, self.hard, self.norm_eps = softmax_scale, res_scale, hard, norm_eps
         self.query_block, self.key_block, self.fast = query_block, key_block, fast
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        _check_backend(backend)
         self.max_direct_scores, self.backend = max_direct_scores, backend
         self.query = ConvPReLU(channels, channels // reduction)
         self.key = ConvPReLU(channels, channels // reduction)
