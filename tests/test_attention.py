@@ -429,3 +429,50 @@ def test_factorised_forward_batched_as_on_a_gpu_equals_sample_by_sample(pv_dtype
         batch = _factorised_forward(queries, keys, values, norm, 11, sizes, pv_dtype, batched=True)
     tolerance = 1e-5 if pv_dtype is None else 2e-2
     torch.testing.assert_close(batch, one, rtol=tolerance, atol=tolerance)
+
+
+def test_split_bf16_scores_are_fp32_accurate_where_plain_bf16_is_not():
+    """The split score GEMM (three bf16 products under oneDNN's bf16 math, fp32 accumulation) errs ~1e-5 relative;
+    one bf16 product of the same operands errs ~1e-3: the split is what gives the accuracy."""
+    from panet.hardware import bf16_matmul_math
+    from panet.nn.attention import _scores, _split_keys, _split_queries
+
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(200, 96, generator=generator), torch.randn(300, 96, generator=generator)
+    exact = q.double() @ k.double().t()
+    split = _scores(q, k, onednn=False, out=torch.empty(200, 300), split=True)
+    assert split.dtype == torch.float32
+    scale = exact.abs().max().item()
+    assert (split.double() - exact).abs().max().item() < 5e-5 * scale
+    one_bf16 = (q.bfloat16() @ k.bfloat16().t()).double()
+    assert (one_bf16 - exact).abs().max().item() > 1e-3 * scale
+    # the split operands hold bf16 values exactly, so bf16 math rounds nothing away
+    for operand in (_split_queries(q), _split_keys(k)):
+        assert torch.equal(operand, operand.bfloat16().float())
+    with bf16_matmul_math():
+        assert torch.equal(_split_queries(q) @ _split_keys(k).t(), split)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_factorised_path_with_split_scores_matches_the_plain_bf16_path(monkeypatch, grad):
+    """Forcing the split scores on (AMX machines choose them by measurement) leaves the fast mode's results as they
+    are, to the bf16 rounding of the weighted sum; fp32 mode never splits."""
+    import panet.nn.attention as attention
+
+    block = PyramidAttention(16, 2, fast=True)
+    x = torch.randn(2, 16, 14, 11)
+    results = []
+    for split in (False, True):
+        monkeypatch.setattr(attention, "split_bf16_scores", lambda device, split=split: split)
+        inp = x.clone().requires_grad_(grad)
+        with torch.set_grad_enabled(grad):
+            out = block(inp)
+        if grad:
+            out.square().mean().backward()
+            out = torch.cat([inp.grad.flatten(), *(p.grad.flatten() for p in block.parameters())])
+            block.zero_grad()
+        results.append(out.detach())
+    plain, split = results
+    assert ((split - plain).norm() / plain.norm()).item() < 5e-3
+    assert not attention._splits_scores(torch.float32, None, x.device)  # fp32 mode: IEEE fp32 scores
+    assert not attention._splits_scores(torch.float64, torch.bfloat16, x.device)

@@ -363,3 +363,25 @@ def test_a_denoiser_trains_on_camera_noise_when_the_recipe_says_so(tiny, tmp_pat
     assert noisy.shape == clean.shape == (3, 12, 12)
     with pytest.raises(ValueError, match="no noise model"):
         TrainPairs(config.data.train, task="car", level=10, patch_size=12, colors=1, noise="camera")
+
+
+def test_split_bf16_scores_follow_the_measured_speed(monkeypatch):
+    """Split bf16 scores (three bf16 GEMMs for one fp32 one) pay only where bf16 GEMMs are several times faster
+    (AMX); a 2x machine (AVX512-bf16) and an emulated one keep fp32 GEMMs."""
+    import panet.hardware as hardware
+
+    def simulate(native: bool, fp32_seconds: float, split_seconds: float) -> bool:
+        hardware.split_bf16_speedup.cache_clear()
+        monkeypatch.setattr(hardware, "_cpu_bf16", lambda: native)
+        monkeypatch.setattr(hardware, "_time_score_gemms", lambda repeats=6: (fp32_seconds, split_seconds))
+        return hardware.split_bf16_scores("cpu")
+
+    try:
+        assert simulate(True, 1.0, 0.4)  # AMX-like
+        assert not simulate(True, 1.0, 1.5)  # Zen 4/5-like: three bf16 GEMMs at 2x lose to one fp32 GEMM
+        assert not simulate(False, 1.0, 0.1)  # no native bf16: never measured
+        assert hardware.split_bf16_speedup("cpu") == 0.0
+    finally:
+        hardware.split_bf16_speedup.cache_clear()
+    hardware.split_bf16_speedup.cache_clear()
+    assert hardware.split_bf16_speedup("cpu") >= 0.0  # the real measurement runs

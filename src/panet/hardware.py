@@ -13,12 +13,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
+from collections.abc import Iterator
 
 import torch
 
-__all__ = ["bf16_speedup", "fast_bf16", "native_bf16", "resolve_precision"]
+__all__ = ["bf16_matmul_math", "bf16_speedup", "fast_bf16", "native_bf16", "resolve_precision", "split_bf16_scores"]
 
 # bf16 must run the measured workload at least this much faster than fp32 for ``auto`` to choose it: below
 # that, its rounding (a few hundredths of a dB at most, docs/performance.md) buys too little.
@@ -84,3 +86,61 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     if precision == "auto":
         return "bf16" if fast_bf16(device) else "fp32"
     return precision
+
+
+@contextlib.contextmanager
+def bf16_matmul_math() -> Iterator[None]:
+    """fp32 GEMMs on CPU run on the bf16 units inside this block (oneDNN's "fpmath" mode): inputs rounded to bf16,
+    products accumulated and returned in fp32. Exact for operands that hold bf16 values already, which is how the
+    attention's split scores use it (:func:`split_bf16_scores`); nothing else runs inside it."""
+    settings = torch.backends.mkldnn.matmul
+    before = settings.fp32_precision
+    settings.fp32_precision = "bf16"
+    try:
+        yield
+    finally:
+        settings.fp32_precision = before
+
+
+def _time_score_gemms(repeats: int = 6) -> tuple[float, float]:
+    """Seconds for a factorised attention's score GEMM (1024 queries x 96 features x 3072 keys) in fp32 and as the
+    three-term bf16 split (3x the features, bf16 math): the best of ``repeats`` alternating runs after two
+    warm-ups each (the first calls pay oneDNN's kernel generation and the thread pool's start)."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(1024, 96, generator=generator)
+    b = torch.randn(3072, 96, generator=generator).t()  # keys row by row, as the attention holds them
+    a3, b3 = torch.cat([a, a, a], 1), torch.cat([b, b, b], 0)
+    out = torch.empty(1024, 3072)
+    best = [float("inf"), float("inf")]
+    for i in range(repeats + 2):
+        for j, (x, y) in enumerate(((a, b), (a3, b3))):
+            context = bf16_matmul_math() if j else contextlib.nullcontext()
+            with context:
+                start = time.perf_counter()
+                torch.mm(x, y, out=out)
+                seconds = time.perf_counter() - start
+            if i >= 2:
+                best[j] = min(best[j], seconds)
+    return best[0], best[1]
+
+
+@functools.cache
+def split_bf16_speedup(device_type: str = "cpu") -> float:
+    """How many times faster than one fp32 GEMM the attention's scores run as three bf16 GEMMs ("bf16x3":
+    hi*hi + hi*lo + lo*hi of each operand's bf16 split, fp32 accumulation; about 1e-5 relative error against
+    fp32's 1e-6) on this CPU, measured once per process. AMX units run bf16 GEMMs ~6-10x faster than fp32,
+    so the split wins ~2-3x there; AVX512-bf16 (2x) loses. 0 off the CPU, where bf16 is not native, or where
+    oneDNN's math-mode switch is missing."""
+    if device_type != "cpu" or not native_bf16("cpu") or not torch.backends.mkldnn.is_available():
+        return 0.0
+    if not hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision"):
+        return 0.0
+    fp32, split = _time_score_gemms()
+    return fp32 / split
+
+
+def split_bf16_scores(device: torch.device | str) -> bool:
+    """Whether the attention's fp32 scores should run as split bf16 GEMMs on ``device`` when its other products
+    run in bf16 anyway (bf16 autocast or the kernel's fast mode; never in fp32 mode, which stays IEEE fp32):
+    measured at least :data:`BF16_MIN_SPEEDUP` x one fp32 GEMM (:func:`split_bf16_speedup`)."""
+    return split_bf16_speedup(torch.device(device).type) >= BF16_MIN_SPEEDUP

@@ -35,7 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from panet.hardware import native_bf16
+from panet.hardware import bf16_matmul_math, native_bf16, split_bf16_scores
 
 __all__ = [
     "PyramidAttention",
@@ -83,6 +83,38 @@ def _onednn_available(t: Tensor) -> bool:
         and torch.backends.mkldnn.is_available()
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     )
+
+
+def _splits_scores(dtype: torch.dtype, pv_dtype: torch.dtype | None, device: torch.device) -> bool:
+    """Whether fp32 scores run as split bf16 GEMMs (:func:`_split_queries`): only where the other products run in
+    bf16 anyway (autocast or the fast mode; plain fp32 stays IEEE fp32) and the CPU measured it faster
+    (:func:`panet.hardware.split_bf16_scores`: AMX)."""
+    return dtype == torch.float32 and pv_dtype == torch.bfloat16 and device.type == "cpu" and split_bf16_scores(device)
+
+
+def _bf16_parts(x: Tensor, parts: int) -> list[Tensor]:
+    """``parts`` tensors of bf16 values (in x's dtype) that sum to x: 8 more bits of its mantissa per part (three
+    parts hold an fp32 exactly)."""
+    out = []
+    rest = x
+    for _ in range(parts):
+        part = rest.to(torch.bfloat16).to(x.dtype)
+        out.append(part)
+        rest = rest - part
+    return out
+
+
+def _split_queries(q: Tensor) -> Tensor:
+    """(n, d) -> (n, 3d) = [hi, hi, lo]: with :func:`_split_keys`, one bf16 GEMM (fp32 accumulation) of 3x the
+    width gives hi.hi + hi.lo + lo.hi, the product to ~1e-5 relative (fp32: ~1e-6); only lo.lo is dropped."""
+    hi, lo = _bf16_parts(q, 2)
+    return torch.cat([hi, hi, lo], -1)
+
+
+def _split_keys(k: Tensor) -> Tensor:
+    """(L, d) -> (L, 3d) = [hi, lo, hi], the partner of :func:`_split_queries`."""
+    hi, lo = _bf16_parts(k, 2)
+    return torch.cat([hi, lo, hi], -1)
 
 
 class _Gemm:
@@ -526,14 +558,19 @@ def _factorised_inputs(x: Tensor, sizes, embed_query, embed_key, embed_value, so
     return queries, torch.cat(keys, 1), torch.cat(values, 1), torch.cat(norms, 1)
 
 
-def _scores(queries: Tensor, keys: Tensor, onednn: bool, out: Tensor | None) -> Tensor:
-    """One sample's (N, L) row-patch scores."""
+def _scores(queries: Tensor, keys: Tensor, onednn: bool, out: Tensor | None, split: bool = False) -> Tensor:
+    """One sample's (N, L) row-patch scores (as split bf16 GEMMs with ``split``: :func:`_split_queries`)."""
+    if split:
+        with bf16_matmul_math():
+            return torch.mm(_split_queries(queries), _split_keys(keys).t(), out=out)
     if onednn:  # oneDNN with the keys packed: 1.3x MKL's mm on these shapes (AMD Zen 4)
         return _Gemm(keys, queries.shape[0], True)(queries)
     return torch.mm(queries, keys.t(), out=out)
 
 
-def _factorised_forward(queries, keys, values, norm, width: int, sizes, pv_dtype, batched: bool | None = None):
+def _factorised_forward(
+    queries, keys, values, norm, width: int, sizes, pv_dtype, batched: bool | None = None, split: bool = False
+):
     """(B, N, 3C) sums of value row patches weighted by the vertically summed probabilities.
 
     On a CPU sample by sample, so that one sample's matrices stay in the cache; elsewhere (``batched``, default:
@@ -551,11 +588,11 @@ def _factorised_forward(queries, keys, values, norm, width: int, sizes, pv_dtype
     n_keys = keys.shape[1]
     onednn = _onednn_available(queries)
     pasted = queries.new_empty(b, n, values.shape[2])
-    scores = None if onednn else queries.new_empty(n, n_keys)  # oneDNN returns its own
+    scores = None if onednn and not split else queries.new_empty(n, n_keys)  # oneDNN returns its own
     probs = queries.new_empty(n, n_keys)
     low = probs.new_empty(n, n_keys, dtype=pv_dtype) if pv_dtype is not None else None
     for i in range(b):
-        scores = _scores(queries[i], keys[i], onednn, scores)
+        scores = _scores(queries[i], keys[i], onednn, scores, split)
         _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])
         torch.ops.aten._softmax.out(probs, 1, False, out=scores)
         weights = _diagonal_row_sum(scores, probs, width, sizes)
@@ -572,10 +609,10 @@ class _FactorisedAttention(torch.autograd.Function):
     dQ = R(dS / n) K, dK = R(dS / n)^T Q."""
 
     @staticmethod
-    def forward(ctx, queries, keys, values, norm, width, sizes, pv_dtype):
+    def forward(ctx, queries, keys, values, norm, width, sizes, pv_dtype, split):
         ctx.save_for_backward(queries, keys, values, norm)
-        ctx.width, ctx.sizes, ctx.pv_dtype = width, sizes, pv_dtype
-        return _factorised_forward(queries, keys, values, norm, width, sizes, pv_dtype)
+        ctx.width, ctx.sizes, ctx.pv_dtype, ctx.split = width, sizes, pv_dtype, split
+        return _factorised_forward(queries, keys, values, norm, width, sizes, pv_dtype, split=split)
 
     @staticmethod
     def backward(ctx, grad):
@@ -590,10 +627,11 @@ class _FactorisedAttention(torch.autograd.Function):
             torch.empty_like(values),
             torch.empty_like(norm),
         )
-        scores, probs = None, torch.empty(queries.shape[1], keys.shape[1], dtype=dtype, device=queries.device)
+        probs = torch.empty(queries.shape[1], keys.shape[1], dtype=dtype, device=queries.device)
+        scores = torch.empty_like(probs) if ctx.split or not onednn else None
         work = torch.empty_like(probs)
         for i in range(queries.shape[0]):
-            scores = _scores(queries[i], keys[i], onednn, scores)
+            scores = _scores(queries[i], keys[i], onednn, scores, ctx.split)
             s = _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])  # probs holds S for now
             p = torch.softmax(s, 1)
             g = grad[i].to(low or dtype)
@@ -609,7 +647,7 @@ class _FactorisedAttention(torch.autograd.Function):
             del ds
             dq[i] = torch.mm(d_scores, keys[i].to(low or dtype))
             dk[i] = torch.mm(d_scores.t(), queries[i].to(low or dtype))
-        return dq, dk, dv, dn, None, None, None
+        return dq, dk, dv, dn, None, None, None, None
 
 
 def _row_overlap_add(pasted: Tensor, height: int, width: int) -> Tensor:
@@ -638,8 +676,9 @@ def _factorised_attention(
     result. A third of the patch GEMMs' work, the release's result to float rounding; but the shifted adds and the
     softmax pass over each sample's whole N x L matrix, so this pays while that stays small.
 
-    Scores, softmax and sums are fp32 (or the input's dtype); the weighted sum (and in training the backward's
-    products) runs in ``pv_dtype`` when given (or the autocast dtype), accumulating in fp32.
+    Scores, softmax and sums are fp32 (or the input's dtype; the scores as split bf16 GEMMs where
+    :func:`_splits_scores`); the weighted sum (and in training the backward's products) runs in ``pv_dtype`` when
+    given (or the autocast dtype), accumulating in fp32.
     """
     _, _, h, w = x.shape
     autocast = torch.is_autocast_enabled(x.device.type)
@@ -650,11 +689,12 @@ def _factorised_attention(
         pv_dtype = None
     inputs = _factorised_inputs(x, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, dtype, pv_dtype)
     queries, keys, values, norm = inputs
+    split = _splits_scores(dtype, pv_dtype, x.device)
     with torch.autocast(x.device.type, enabled=False):
         if torch.is_grad_enabled():
-            pasted = _FactorisedAttention.apply(queries, keys, values, norm, w, tuple(sizes), pv_dtype)
+            pasted = _FactorisedAttention.apply(queries, keys, values, norm, w, tuple(sizes), pv_dtype, split)
         else:
-            pasted = _factorised_forward(queries, keys, values, norm, w, sizes, pv_dtype)
+            pasted = _factorised_forward(queries, keys, values, norm, w, sizes, pv_dtype, split=split)
         return _row_overlap_add(pasted, h, w)
 
 
