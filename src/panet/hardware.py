@@ -93,7 +93,7 @@ def bf16_matmul_math() -> Iterator[None]:
     """fp32 GEMMs on CPU run on the bf16 units inside this block (oneDNN's "fpmath" mode): inputs rounded to bf16,
     products accumulated and returned in fp32. Exact for operands that hold bf16 values already, which is how the
     attention's split scores use it (:func:`split_bf16_scores`); nothing else runs inside it."""
-    settings = torch.backends.mkldnn.matmul
+    settings = torch.backends.mkldnn.matmul  # type: ignore[attr-defined]  # set up at run time by torch.backends
     before = settings.fp32_precision
     settings.fp32_precision = "bf16"
     try:
