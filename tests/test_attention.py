@@ -435,22 +435,22 @@ def test_split_bf16_scores_are_fp32_accurate_where_plain_bf16_is_not():
     """The split score GEMM (three bf16 products under oneDNN's bf16 math, fp32 accumulation) errs ~1e-5 relative;
     one bf16 product of the same operands errs ~1e-3: the split is what gives the accuracy."""
     from panet.hardware import bf16_matmul_math
-    from panet.nn.attention import _scores, _split_keys, _split_queries
+    from panet.nn.attention import _scores, _split
 
     generator = torch.Generator().manual_seed(0)
     q, k = torch.randn(200, 96, generator=generator), torch.randn(300, 96, generator=generator)
     exact = q.double() @ k.double().t()
-    split = _scores(q, k, onednn=False, out=torch.empty(200, 300), split=True)
+    split = _scores(q, k, onednn=False, out=torch.empty(200, 300), split=(torch.empty(200, 288), torch.empty(300, 288)))
     assert split.dtype == torch.float32
     scale = exact.abs().max().item()
     assert (split.double() - exact).abs().max().item() < 5e-5 * scale
     one_bf16 = (q.bfloat16() @ k.bfloat16().t()).double()
     assert (one_bf16 - exact).abs().max().item() > 1e-3 * scale
-    # the split operands hold bf16 values exactly, so bf16 math rounds nothing away
-    for operand in (_split_queries(q), _split_keys(k)):
-        assert torch.equal(operand, operand.bfloat16().float())
-    with bf16_matmul_math():
-        assert torch.equal(_split_queries(q) @ _split_keys(k).t(), split)
+    # the high parts hold bf16 values exactly (bf16 math rounds only the low parts)
+    high = _split(q, True)[:, :96]
+    assert torch.equal(high, high.bfloat16().float()) and not torch.equal(q, high)
+    with bf16_matmul_math():  # the same GEMM as one product of the split operands
+        assert torch.equal(_split(q, True) @ _split(k, False).t(), split)
 
 
 @pytest.mark.parametrize("grad", [False, True])

@@ -86,35 +86,25 @@ def _onednn_available(t: Tensor) -> bool:
 
 
 def _splits_scores(dtype: torch.dtype, pv_dtype: torch.dtype | None, device: torch.device) -> bool:
-    """Whether fp32 scores run as split bf16 GEMMs (:func:`_split_queries`): only where the other products run in
+    """Whether fp32 scores run as split bf16 GEMMs (:func:`_split`): only where the other products run in
     bf16 anyway (autocast or the fast mode; plain fp32 stays IEEE fp32) and the CPU measured it faster
     (:func:`panet.hardware.split_bf16_scores`: AMX)."""
     return dtype == torch.float32 and pv_dtype == torch.bfloat16 and device.type == "cpu" and split_bf16_scores(device)
 
 
-def _bf16_parts(x: Tensor, parts: int) -> list[Tensor]:
-    """``parts`` tensors of bf16 values (in x's dtype) that sum to x: 8 more bits of its mantissa per part (three
-    parts hold an fp32 exactly)."""
-    out = []
-    rest = x
-    for _ in range(parts):
-        part = rest.to(torch.bfloat16).to(x.dtype)
-        out.append(part)
-        rest = rest - part
-    return out
-
-
-def _split_queries(q: Tensor) -> Tensor:
-    """(n, d) -> (n, 3d) = [hi, hi, lo]: with :func:`_split_keys`, one bf16 GEMM (fp32 accumulation) of 3x the
-    width gives hi.hi + hi.lo + lo.hi, the product to ~1e-5 relative (fp32: ~1e-6); only lo.lo is dropped."""
-    hi, lo = _bf16_parts(q, 2)
-    return torch.cat([hi, hi, lo], -1)
-
-
-def _split_keys(k: Tensor) -> Tensor:
-    """(L, d) -> (L, 3d) = [hi, lo, hi], the partner of :func:`_split_queries`."""
-    hi, lo = _bf16_parts(k, 2)
-    return torch.cat([hi, lo, hi], -1)
+def _split(x: Tensor, queries: bool, out: Tensor | None = None) -> Tensor:
+    """(n, d) fp32 -> (n, 3d): [hi, hi, lo] for queries, [hi, lo, hi] for keys, where hi is x with its mantissa cut
+    to bf16's 8 bits (exactly a bf16 value) and lo = x - hi (exact in fp32; bf16 math rounds it). One GEMM of the
+    two under :func:`panet.hardware.bf16_matmul_math` then sums hi.hi + hi.lo + lo.hi in fp32, the product to ~1e-5
+    relative (fp32: ~1e-6); only lo.lo is dropped. ``out``: a reused (n, 3d) buffer (fresh 10-30 MB buffers per
+    sample cost more in page faults than the split GEMM saves)."""
+    n, d = x.shape
+    parts = (out if out is not None else x.new_empty(n, 3 * d)).view(n, 3, d)
+    hi, second, third = parts.unbind(1)
+    torch.bitwise_and(x.view(torch.int32), -65536, out=hi.view(torch.int32))
+    torch.sub(x, hi, out=third if queries else second)
+    (second if queries else third).copy_(hi)
+    return parts.view(n, 3 * d)
 
 
 class _Gemm:
@@ -558,11 +548,15 @@ def _factorised_inputs(x: Tensor, sizes, embed_query, embed_key, embed_value, so
     return queries, torch.cat(keys, 1), torch.cat(values, 1), torch.cat(norms, 1)
 
 
-def _scores(queries: Tensor, keys: Tensor, onednn: bool, out: Tensor | None, split: bool = False) -> Tensor:
-    """One sample's (N, L) row-patch scores (as split bf16 GEMMs with ``split``: :func:`_split_queries`)."""
-    if split:
+def _scores(
+    queries: Tensor, keys: Tensor, onednn: bool, out: Tensor | None, split: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
+    """One sample's (N, L) row-patch scores; with ``split`` buffers (N, 3d) and (L, 3d), as a GEMM of split
+    operands (:func:`_split`) on the bf16 units."""
+    if split is not None:
+        q, k = _split(queries, True, split[0]), _split(keys, False, split[1])
         with bf16_matmul_math():
-            return torch.mm(_split_queries(queries), _split_keys(keys).t(), out=out)
+            return torch.mm(q, k.t(), out=out)
     if onednn:  # oneDNN with the keys packed: 1.3x MKL's mm on these shapes (AMD Zen 4)
         return _Gemm(keys, queries.shape[0], True)(queries)
     return torch.mm(queries, keys.t(), out=out)
@@ -591,8 +585,9 @@ def _factorised_forward(
     scores = None if onednn and not split else queries.new_empty(n, n_keys)  # oneDNN returns its own
     probs = queries.new_empty(n, n_keys)
     low = probs.new_empty(n, n_keys, dtype=pv_dtype) if pv_dtype is not None else None
+    split_buffers = (queries.new_empty(n, 3 * queries.shape[2]), keys.new_empty(n_keys, 3 * keys.shape[2]))
     for i in range(b):
-        scores = _scores(queries[i], keys[i], onednn, scores, split)
+        scores = _scores(queries[i], keys[i], onednn, scores, split_buffers if split else None)
         _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])
         torch.ops.aten._softmax.out(probs, 1, False, out=scores)
         weights = _diagonal_row_sum(scores, probs, width, sizes)
@@ -630,8 +625,12 @@ class _FactorisedAttention(torch.autograd.Function):
         probs = torch.empty(queries.shape[1], keys.shape[1], dtype=dtype, device=queries.device)
         scores = torch.empty_like(probs) if ctx.split or not onednn else None
         work = torch.empty_like(probs)
+        split_buffers = (
+            queries.new_empty(queries.shape[1], 3 * queries.shape[2]),
+            keys.new_empty(keys.shape[1], 3 * keys.shape[2]),
+        )
         for i in range(queries.shape[0]):
-            scores = _scores(queries[i], keys[i], onednn, scores, ctx.split)
+            scores = _scores(queries[i], keys[i], onednn, scores, split_buffers if ctx.split else None)
             s = _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])  # probs holds S for now
             p = torch.softmax(s, 1)
             g = grad[i].to(low or dtype)
