@@ -38,6 +38,14 @@ PATHS = {  # name -> PyramidAttention settings
     "sdpa": {"backend": "sdpa"},
     "kernel": {"backend": "kernel"},
 }
+# The fused Triton kernel (forward only so far): on CUDA when triton imports (on CPU it needs the interpreter).
+FORWARD_ONLY = {"triton": {"backend": "triton"}}
+
+
+def paths(device: torch.device) -> dict[str, dict]:
+    from panet.nn.triton_attention import triton_available
+
+    return {**PATHS, **(FORWARD_ONLY if device.type == "cuda" and triton_available() else {})}
 
 
 def sync(device: torch.device) -> None:
@@ -89,7 +97,7 @@ def gemm_rates(device: torch.device, size: int) -> dict[str, float]:
 
 def block_for(path: str, device: torch.device, dtype=torch.float32, *, channels: int = 64, levels: int = 5):
     torch.manual_seed(0)
-    block = PyramidAttention(channels, 2, levels=levels, **PATHS[path])
+    block = PyramidAttention(channels, 2, levels=levels, **{**PATHS, **FORWARD_ONLY}[path])
     return block.to(device=device, dtype=dtype)
 
 
@@ -106,9 +114,14 @@ def parity(device: torch.device, shapes) -> list[str]:
         ref = reference_module(reference, xr)
         grad = torch.randn_like(ref)
         (ref_grad,) = torch.autograd.grad(ref, xr, grad)
-        for path in PATHS:
+        for path in paths(device):
             block = block_for(path, device, torch.float64, channels=shape[1], levels=levels)
             block.load_state_dict(reference.state_dict())
+            if path in FORWARD_ONLY:  # fp32 kernel (the oracle is float64): forward only, no backward yet
+                with torch.no_grad():
+                    out = block.float()(x.float()).double()
+                lines.append(f"| {tuple(shape)}, {levels} | {path} (fp32) | {(out - ref).abs().max().item():.1e} | - |")
+                continue
             xp = x.clone().requires_grad_(True)
             out = block(xp)
             (g,) = torch.autograd.grad(out, xp, grad)
@@ -132,7 +145,7 @@ def attention_table(device: torch.device, sides, rates, budget_s: float) -> list
     for side in sides:
         flops = release_flops(side)
         keys = sum(h * w for h, w in pyramid_sizes(side, side, 5))
-        for path in ("release", *PATHS):
+        for path in ("release", *paths(device)):
             if path == "release" and 4 * side * side * keys * 3 > memory // 2:
                 lines.append(
                     f"| {side}^2 | release | fp32 | skipped: N x L scores need {12 * side**2 * keys / 2**30:.0f} GB | | | | |"
@@ -170,12 +183,13 @@ def attention_table(device: torch.device, sides, rates, budget_s: float) -> list
                     continue
                 peak_reset(device)
                 t_forward = timed(forward, device, repeats=2)
-                t_both = timed(both, device, repeats=2)
+                t_both = None if path in FORWARD_ONLY else timed(both, device, repeats=2)
                 peak = peak_mb(device)
                 tflops = flops / t_forward / 1e12
                 rate = rates["bf16" if precision == "bf16" else ("tf32" if "tf32" in rates else "fp32")]
                 lines.append(
-                    f"| {side}^2 | {path} | {precision} | {t_forward * 1e3:.1f} | {t_both * 1e3:.1f} | "
+                    f"| {side}^2 | {path} | {precision} | {t_forward * 1e3:.1f} | "
+                    f"{'no backward yet' if t_both is None else f'{t_both * 1e3:.1f}'} | "
                     f"{'-' if peak is None else f'{peak:.0f}'} | {tflops:.2f} | {tflops / rate:.0%} |"
                 )
     return lines

@@ -697,7 +697,7 @@ def _factorised_attention(
         return _row_overlap_add(pasted, h, w)
 
 
-BACKENDS = ("auto", "kernel", "sdpa")
+BACKENDS = ("auto", "kernel", "sdpa", "triton")
 
 
 def _check_backend(backend: str) -> None:
@@ -747,7 +747,9 @@ def pyramid_attention(
     ``scaled_dot_product_attention`` on CUDA (its memory-efficient kernel accepts the 288 / 576-wide patches and
     never stores N x L) and the tiled kernel elsewhere; "kernel" and "sdpa" force one of them for every map (soft
     attention only for "sdpa"). SDPA gets 3x3 patches unfolded (9x the feature maps) and runs in the queries'
-    dtype: fp32 scores, also under autocast.
+    dtype: fp32 scores, also under autocast. "triton" runs every map through the fused kernel of
+    :mod:`panet.nn.triton_attention` (CUDA, or CPU tensors in Triton's interpreter; forward only so far, and
+    not chosen by "auto" until a GPU has measured it).
     """
     _check_backend(backend)
     if backend == "sdpa" and hard:
@@ -762,6 +764,17 @@ def pyramid_attention(
         )
     if b == 0:
         return x * res_scale
+    if backend == "triton":
+        from panet.nn.triton_attention import triton_pyramid_attention
+
+        low = pv_dtype
+        if low is None and torch.is_autocast_enabled(x.device.type):
+            low = torch.get_autocast_dtype(x.device.type)
+        pasted = triton_pyramid_attention(
+            x, [_resize(x, size) for size in sizes], embed_query, embed_key, embed_value, softmax_scale=softmax_scale, norm_eps=norm_eps, hard=hard,
+            low_dtype=low if low in (torch.bfloat16, torch.float16) else None,
+        )  # fmt: skip
+        return pasted + res_scale * x
     if backend == "auto" and runs_factorised(h, w, levels, hard=hard, max_direct_scores=max_direct_scores):
         pasted = _factorised_attention(x, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, pv_dtype)
         if torch.is_grad_enabled():
@@ -815,7 +828,8 @@ class PyramidAttention(nn.Module):
         query_block, key_block: tile size of the kernel (memory / speed trade-off).
         max_direct_scores: maps with at most this many scores (N x L) take the factorised path instead of the
             tiled kernel, at inference and in training (see :func:`runs_factorised`; 0: never).
-        backend: what runs the other maps: "auto" (SDPA on CUDA, the tiled kernel elsewhere), "kernel" or "sdpa"
+        backend: what runs the other maps: "auto" (SDPA on CUDA, the tiled kernel elsewhere), "kernel", "sdpa" or
+            "triton" (every map, the fused kernel; inference only so far)
             (see :func:`pyramid_attention`). Not part of the weights: change it on a loaded model freely.
         fast: compute the attention-weighted sum, and in training the backward's
             products other than the scores, in bfloat16 (about 1.3-1.5x faster forward
