@@ -38,14 +38,15 @@ PATHS = {  # name -> PyramidAttention settings
     "sdpa": {"backend": "sdpa"},
     "kernel": {"backend": "kernel"},
 }
-# The fused Triton kernel (forward only so far): on CUDA when triton imports (on CPU it needs the interpreter).
-FORWARD_ONLY = {"triton": {"backend": "triton"}}
+# The fused Triton kernels: on CUDA when triton imports (on CPU they need the interpreter). They compute in fp32
+# (or bf16 operands under autocast) also for float64 inputs.
+FUSED = {"triton": {"backend": "triton"}}
 
 
 def paths(device: torch.device) -> dict[str, dict]:
     from panet.nn.triton_attention import triton_available
 
-    return {**PATHS, **(FORWARD_ONLY if device.type == "cuda" and triton_available() else {})}
+    return {**PATHS, **(FUSED if device.type == "cuda" and triton_available() else {})}
 
 
 def sync(device: torch.device) -> None:
@@ -97,7 +98,7 @@ def gemm_rates(device: torch.device, size: int) -> dict[str, float]:
 
 def block_for(path: str, device: torch.device, dtype=torch.float32, *, channels: int = 64, levels: int = 5):
     torch.manual_seed(0)
-    block = PyramidAttention(channels, 2, levels=levels, **{**PATHS, **FORWARD_ONLY}[path])
+    block = PyramidAttention(channels, 2, levels=levels, **{**PATHS, **FUSED}[path])
     return block.to(device=device, dtype=dtype)
 
 
@@ -117,11 +118,6 @@ def parity(device: torch.device, shapes) -> list[str]:
         for path in paths(device):
             block = block_for(path, device, torch.float64, channels=shape[1], levels=levels)
             block.load_state_dict(reference.state_dict())
-            if path in FORWARD_ONLY:  # fp32 kernel (the oracle is float64): forward only, no backward yet
-                with torch.no_grad():
-                    out = block.float()(x.float()).double()
-                lines.append(f"| {tuple(shape)}, {levels} | {path} (fp32) | {(out - ref).abs().max().item():.1e} | - |")
-                continue
             xp = x.clone().requires_grad_(True)
             out = block(xp)
             (g,) = torch.autograd.grad(out, xp, grad)
@@ -183,13 +179,12 @@ def attention_table(device: torch.device, sides, rates, budget_s: float) -> list
                     continue
                 peak_reset(device)
                 t_forward = timed(forward, device, repeats=2)
-                t_both = None if path in FORWARD_ONLY else timed(both, device, repeats=2)
+                t_both = timed(both, device, repeats=2)
                 peak = peak_mb(device)
                 tflops = flops / t_forward / 1e12
                 rate = rates["bf16" if precision == "bf16" else ("tf32" if "tf32" in rates else "fp32")]
                 lines.append(
-                    f"| {side}^2 | {path} | {precision} | {t_forward * 1e3:.1f} | "
-                    f"{'no backward yet' if t_both is None else f'{t_both * 1e3:.1f}'} | "
+                    f"| {side}^2 | {path} | {precision} | {t_forward * 1e3:.1f} | {t_both * 1e3:.1f} | "
                     f"{'-' if peak is None else f'{peak:.0f}'} | {tflops:.2f} | {tflops / rate:.0%} |"
                 )
     return lines
@@ -199,7 +194,7 @@ def training_table(device: torch.device, preset: str, batch: int, patch: int, bu
     import panet
 
     lines = ["| model | batch x patch | backend | precision | s / step |", "|---|---|---|---|---|"]
-    for backend in ("auto", "sdpa", "kernel"):
+    for backend in ("auto", "sdpa", "kernel", *(["triton"] if "triton" in paths(device) else [])):
         for precision in ("fp32", "bf16"):
             torch.manual_seed(0)
             model = panet.create_model(preset).to(device)

@@ -748,7 +748,7 @@ def pyramid_attention(
     never stores N x L) and the tiled kernel elsewhere; "kernel" and "sdpa" force one of them for every map (soft
     attention only for "sdpa"). SDPA gets 3x3 patches unfolded (9x the feature maps) and runs in the queries'
     dtype: fp32 scores, also under autocast. "triton" runs every map through the fused kernel of
-    :mod:`panet.nn.triton_attention` (CUDA, or CPU tensors in Triton's interpreter; forward only so far, and
+    :mod:`panet.nn.triton_attention` (CUDA, or CPU tensors in Triton's interpreter; forward and backward, but
     not chosen by "auto" until a GPU has measured it).
     """
     _check_backend(backend)
@@ -829,7 +829,7 @@ class PyramidAttention(nn.Module):
         max_direct_scores: maps with at most this many scores (N x L) take the factorised path instead of the
             tiled kernel, at inference and in training (see :func:`runs_factorised`; 0: never).
         backend: what runs the other maps: "auto" (SDPA on CUDA, the tiled kernel elsewhere), "kernel", "sdpa" or
-            "triton" (every map, the fused kernel; inference only so far)
+            "triton" (every map, the fused Triton kernels)
             (see :func:`pyramid_attention`). Not part of the weights: change it on a loaded model freely.
         fast: compute the attention-weighted sum, and in training the backward's
             products other than the scores, in bfloat16 (about 1.3-1.5x faster forward

@@ -1,4 +1,4 @@
-"""Pyramid attention as one fused Triton kernel (issue 21): the forward pass, for inference.
+"""Pyramid attention as fused Triton kernels (issue 21): forward and backward.
 
 One program takes a block of query pixels of one sample and streams every key of every pyramid level past them:
 
@@ -13,8 +13,10 @@ One program takes a block of query pixels of one sample and streams every key of
 Hard attention (the release's ``average=False``) keeps, instead of a softmax, the running maximum and the sum of
 the values that reach it (multi-hot on exact ties).
 
-No backward yet: :func:`triton_pyramid_attention` refuses inputs that need gradients. Without a GPU the kernel
-runs in Triton's interpreter (``TRITON_INTERPRET=1`` set before triton is imported, CPU tensors), which is how the
+The backward recomputes the probabilities from the saved log-sum-exp (FlashAttention-2 style) in two kernels,
+one over key blocks (key, value and norm gradients) and one over query blocks (query gradients), each writing
+unfolded patch gradients that ``F.fold`` sums back onto the maps. Without a GPU the kernels run in Triton's
+interpreter (``TRITON_INTERPRET=1`` set before triton is imported, CPU tensors), which is how the
 tests check it against the float64 oracle.
 """
 
@@ -80,9 +82,9 @@ if triton is not None:
 
     @triton.jit
     def _pyramid_attention_forward(
-        q_ptr, k_ptr, v_ptr, norm_ptr, meta_ptr, out_ptr,
+        q_ptr, k_ptr, v_ptr, norm_ptr, meta_ptr, out_ptr, stat_ptr,
         height, width, n_queries, channels_qk, channels_v,
-        s_qb, s_qc, s_kb, s_kc, s_vb, s_vc, s_nb, s_ob, s_oc,
+        s_qb, s_qc, s_kb, s_kc, s_vb, s_vc, s_nb, s_ob, s_oc, s_sb,
         LEVELS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CQ: tl.constexpr, CV: tl.constexpr,
         HARD: tl.constexpr, IEEE: tl.constexpr, LOW: tl.constexpr,
     ):
@@ -157,10 +159,12 @@ if triton is not None:
                 a6 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, -1, False), a6 * alpha[:, None], IEEE, LOW)
                 a7 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 0, False), a7 * alpha[:, None], IEEE, LOW)
                 a8 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 1, False), a8 * alpha[:, None], IEEE, LOW)
-        if HARD:  # the release sums the values of tied maxima
+        if HARD:  # the release sums the values of tied maxima; the backward needs the maximum
             scale = tl.full((BLOCK_M,), 1.0, tl.float32)
-        else:
+            tl.store(stat_ptr + b * s_sb + m, m_i, mask=m_mask)
+        else:  # the log-sum-exp, from which the backward recomputes the probabilities
             scale = 1.0 / l_i
+            tl.store(stat_ptr + b * s_sb + m, m_i + tl.log(l_i), mask=m_mask)
         # unfolded layout (B, C*9, N): channel c, offset o at row c*9 + o, as F.fold reads it
         base = out_ptr + b * s_ob + (cv * 9)[None, :] * s_oc + m[:, None]
         mask = m_mask[:, None] & cv_mask[None, :]
@@ -174,12 +178,362 @@ if triton is not None:
         tl.store(base + 7 * s_oc, a7 * scale[:, None], mask=mask)
         tl.store(base + 8 * s_oc, a8 * scale[:, None], mask=mask)
 
+    @triton.jit
+    def _grad_tile(ptr, b, m, m_mask, c, c_mask, s_b, s_c, OFFSET: tl.constexpr):
+        """(BLOCK_M, C) of an unfolded (B, C*9, N) tensor at offset OFFSET."""
+        return tl.load(ptr + b * s_b + (c * 9 + OFFSET)[None, :] * s_c + m[:, None], mask=m_mask[:, None] & c_mask[None, :], other=0.0)
+
+    @triton.jit
+    def _store_unfolded(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, value, OFFSET: tl.constexpr):
+        """Store (ROWS, C) at offset OFFSET of an unfolded (B, C*9, rows) tensor."""
+        tl.store(ptr + b * s_b + (c * 9 + OFFSET)[None, :] * s_c + rows[:, None], value, mask=row_mask[:, None] & c_mask[None, :])
+
+    @triton.jit
+    def _probabilities(r, norm, stat, m_mask, n_mask, HARD: tl.constexpr):
+        """(scores, probabilities) of a tile from its raw patch products ``r``: soft from the log-sum-exp, hard as
+        the hits of the row maximum; zero outside the queries and keys."""
+        s = r / norm[None, :]
+        valid = m_mask[:, None] & n_mask[None, :]
+        if HARD:
+            p = tl.where(valid & (s == stat[:, None]), 1.0, 0.0)
+        else:
+            p = tl.where(valid, tl.exp(s - stat[:, None]), 0.0)
+        return s, p
+
+    @triton.jit
+    def _pyramid_attention_backward_kv(
+        q_ptr, k_ptr, v_ptr, norm_ptr, stat_ptr, delta_ptr, do_ptr, blocks_ptr, dk_ptr, dv_ptr, dnorm_ptr,
+        height, width, n_queries, channels_qk, channels_v,
+        s_qb, s_qc, s_kb, s_kc, s_vb, s_vc, s_nb, s_sb, s_dob, s_doc, s_dkb, s_dkc, s_dvb, s_dvc,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CQ: tl.constexpr, CV: tl.constexpr,
+        HARD: tl.constexpr, IEEE: tl.constexpr, LOW: tl.constexpr,
+    ):
+        """One block of keys of one level: its unfolded key and value gradients and its norms' gradient, over
+        all queries (the probabilities recomputed tile by tile)."""
+        block = tl.program_id(0)
+        b = tl.program_id(1)
+        start = tl.load(blocks_ptr + 4 * block)
+        hl = tl.load(blocks_ptr + 4 * block + 1)
+        wl = tl.load(blocks_ptr + 4 * block + 2)
+        n = tl.load(blocks_ptr + 4 * block + 3) + tl.arange(0, BLOCK_N)
+        n_mask = n < hl * wl
+        ly = n // wl
+        lx = n % wl
+        cq = tl.arange(0, CQ)
+        cq_mask = cq < channels_qk
+        cv = tl.arange(0, CV)
+        cv_mask = cv < channels_v
+        k0 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, -1, True)
+        k1 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 0, True)
+        k2 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 1, True)
+        k3 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, -1, True)
+        k4 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 0, True)
+        k5 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 1, True)
+        k6 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, -1, True)
+        k7 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 0, True)
+        k8 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 1, True)
+        v0 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, -1, True)
+        v1 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 0, True)
+        v2 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 1, True)
+        v3 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, -1, True)
+        v4 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 0, True)
+        v5 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 1, True)
+        v6 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, -1, True)
+        v7 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 0, True)
+        v8 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 1, True)
+        norm = tl.load(norm_ptr + b * s_nb + start + n, mask=n_mask, other=1.0)
+        dv0 = tl.zeros((BLOCK_N, CV), tl.float32)
+        dv1 = tl.zeros((BLOCK_N, CV), tl.float32)
+        dv2 = tl.zeros((BLOCK_N, CV), tl.float32)
+        dv3 = tl.zeros((BLOCK_N, CV), tl.float32)
+        dv4 = tl.zeros((BLOCK_N, CV), tl.float32)
+        dv5 = tl.zeros((BLOCK_N, CV), tl.float32)
+        dv6 = tl.zeros((BLOCK_N, CV), tl.float32)
+        dv7 = tl.zeros((BLOCK_N, CV), tl.float32)
+        dv8 = tl.zeros((BLOCK_N, CV), tl.float32)
+        dk0 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dk1 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dk2 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dk3 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dk4 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dk5 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dk6 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dk7 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dk8 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dnorm = tl.zeros((BLOCK_N,), tl.float32)
+        for m0 in range(0, n_queries, BLOCK_M):
+            m = m0 + tl.arange(0, BLOCK_M)
+            m_mask = m < n_queries
+            y = m // width
+            x = m % width
+            q0 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, -1)
+            q1 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 0)
+            q2 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 1)
+            q3 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, -1)
+            q4 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 0)
+            q5 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 1)
+            q6 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, -1)
+            q7 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 0)
+            q8 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 1)
+            r = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+            r = _dot(q0, k0, r, IEEE, LOW)
+            r = _dot(q1, k1, r, IEEE, LOW)
+            r = _dot(q2, k2, r, IEEE, LOW)
+            r = _dot(q3, k3, r, IEEE, LOW)
+            r = _dot(q4, k4, r, IEEE, LOW)
+            r = _dot(q5, k5, r, IEEE, LOW)
+            r = _dot(q6, k6, r, IEEE, LOW)
+            r = _dot(q7, k7, r, IEEE, LOW)
+            r = _dot(q8, k8, r, IEEE, LOW)
+            stat = tl.load(stat_ptr + b * s_sb + m, mask=m_mask, other=0.0)
+            s, p = _probabilities(r, norm, stat, m_mask, n_mask, HARD)
+            pt = tl.trans(p)
+            do0 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 0)
+            do1 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 1)
+            do2 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 2)
+            do3 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 3)
+            do4 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 4)
+            do5 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 5)
+            do6 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 6)
+            do7 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 7)
+            do8 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 8)
+            dv0 = _dot(pt, do0, dv0, IEEE, LOW)
+            dv1 = _dot(pt, do1, dv1, IEEE, LOW)
+            dv2 = _dot(pt, do2, dv2, IEEE, LOW)
+            dv3 = _dot(pt, do3, dv3, IEEE, LOW)
+            dv4 = _dot(pt, do4, dv4, IEEE, LOW)
+            dv5 = _dot(pt, do5, dv5, IEEE, LOW)
+            dv6 = _dot(pt, do6, dv6, IEEE, LOW)
+            dv7 = _dot(pt, do7, dv7, IEEE, LOW)
+            dv8 = _dot(pt, do8, dv8, IEEE, LOW)
+            if not HARD:  # one-hot attention passes gradients to the values only
+                dp = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+                dp = _dot(do0, v0, dp, IEEE, LOW)
+                dp = _dot(do1, v1, dp, IEEE, LOW)
+                dp = _dot(do2, v2, dp, IEEE, LOW)
+                dp = _dot(do3, v3, dp, IEEE, LOW)
+                dp = _dot(do4, v4, dp, IEEE, LOW)
+                dp = _dot(do5, v5, dp, IEEE, LOW)
+                dp = _dot(do6, v6, dp, IEEE, LOW)
+                dp = _dot(do7, v7, dp, IEEE, LOW)
+                dp = _dot(do8, v8, dp, IEEE, LOW)
+                delta = tl.load(delta_ptr + b * s_sb + m, mask=m_mask, other=0.0)
+                ds = p * (dp - delta[:, None])
+                dnorm -= tl.sum(ds * s, 0) / norm
+                drt = tl.trans(ds / norm[None, :])
+                dk0 = _dot(drt, q0, dk0, IEEE, LOW)
+                dk1 = _dot(drt, q1, dk1, IEEE, LOW)
+                dk2 = _dot(drt, q2, dk2, IEEE, LOW)
+                dk3 = _dot(drt, q3, dk3, IEEE, LOW)
+                dk4 = _dot(drt, q4, dk4, IEEE, LOW)
+                dk5 = _dot(drt, q5, dk5, IEEE, LOW)
+                dk6 = _dot(drt, q6, dk6, IEEE, LOW)
+                dk7 = _dot(drt, q7, dk7, IEEE, LOW)
+                dk8 = _dot(drt, q8, dk8, IEEE, LOW)
+        keys = start + n
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv0, 0)
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv1, 1)
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv2, 2)
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv3, 3)
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv4, 4)
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv5, 5)
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv6, 6)
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv7, 7)
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv8, 8)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk0, 0)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk1, 1)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk2, 2)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk3, 3)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk4, 4)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk5, 5)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk6, 6)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk7, 7)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk8, 8)
+        tl.store(dnorm_ptr + b * s_nb + keys, dnorm, mask=n_mask)
+
+    @triton.jit
+    def _pyramid_attention_backward_q(
+        q_ptr, k_ptr, v_ptr, norm_ptr, meta_ptr, stat_ptr, delta_ptr, do_ptr, dq_ptr,
+        height, width, n_queries, channels_qk, channels_v,
+        s_qb, s_qc, s_kb, s_kc, s_vb, s_vc, s_nb, s_sb, s_dob, s_doc, s_dqb, s_dqc,
+        LEVELS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CQ: tl.constexpr, CV: tl.constexpr,
+        IEEE: tl.constexpr, LOW: tl.constexpr,
+    ):
+        """One block of queries: its unfolded query gradient (soft attention), over all keys of all levels."""
+        pid_m = tl.program_id(0)
+        b = tl.program_id(1)
+        m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        m_mask = m < n_queries
+        y = m // width
+        x = m % width
+        cq = tl.arange(0, CQ)
+        cq_mask = cq < channels_qk
+        cv = tl.arange(0, CV)
+        cv_mask = cv < channels_v
+        q0 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, -1)
+        q1 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 0)
+        q2 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 1)
+        q3 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, -1)
+        q4 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 0)
+        q5 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 1)
+        q6 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, -1)
+        q7 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 0)
+        q8 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 1)
+        do0 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 0)
+        do1 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 1)
+        do2 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 2)
+        do3 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 3)
+        do4 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 4)
+        do5 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 5)
+        do6 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 6)
+        do7 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 7)
+        do8 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 8)
+        stat = tl.load(stat_ptr + b * s_sb + m, mask=m_mask, other=0.0)
+        delta = tl.load(delta_ptr + b * s_sb + m, mask=m_mask, other=0.0)
+        dq0 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        dq1 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        dq2 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        dq3 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        dq4 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        dq5 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        dq6 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        dq7 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        dq8 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        for level in range(LEVELS):
+            start = tl.load(meta_ptr + 3 * level)
+            hl = tl.load(meta_ptr + 3 * level + 1)
+            wl = tl.load(meta_ptr + 3 * level + 2)
+            for n0 in range(0, hl * wl, BLOCK_N):
+                n = n0 + tl.arange(0, BLOCK_N)
+                n_mask = n < hl * wl
+                ly = n // wl
+                lx = n % wl
+                k0 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, -1, True)
+                k1 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 0, True)
+                k2 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 1, True)
+                k3 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, -1, True)
+                k4 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 0, True)
+                k5 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 1, True)
+                k6 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, -1, True)
+                k7 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 0, True)
+                k8 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 1, True)
+                r = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+                r = _dot(q0, k0, r, IEEE, LOW)
+                r = _dot(q1, k1, r, IEEE, LOW)
+                r = _dot(q2, k2, r, IEEE, LOW)
+                r = _dot(q3, k3, r, IEEE, LOW)
+                r = _dot(q4, k4, r, IEEE, LOW)
+                r = _dot(q5, k5, r, IEEE, LOW)
+                r = _dot(q6, k6, r, IEEE, LOW)
+                r = _dot(q7, k7, r, IEEE, LOW)
+                r = _dot(q8, k8, r, IEEE, LOW)
+                norm = tl.load(norm_ptr + b * s_nb + start + n, mask=n_mask, other=1.0)
+                _scores, p = _probabilities(r, norm, stat, m_mask, n_mask, False)
+                dp = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
+                dp = _dot(do0, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, -1, True), dp, IEEE, LOW)
+                dp = _dot(do1, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 0, True), dp, IEEE, LOW)
+                dp = _dot(do2, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 1, True), dp, IEEE, LOW)
+                dp = _dot(do3, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, -1, True), dp, IEEE, LOW)
+                dp = _dot(do4, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 0, True), dp, IEEE, LOW)
+                dp = _dot(do5, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 1, True), dp, IEEE, LOW)
+                dp = _dot(do6, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, -1, True), dp, IEEE, LOW)
+                dp = _dot(do7, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 0, True), dp, IEEE, LOW)
+                dp = _dot(do8, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 1, True), dp, IEEE, LOW)
+                dr = p * (dp - delta[:, None]) / norm[None, :]
+                dq0 = _dot(dr, tl.trans(k0), dq0, IEEE, LOW)
+                dq1 = _dot(dr, tl.trans(k1), dq1, IEEE, LOW)
+                dq2 = _dot(dr, tl.trans(k2), dq2, IEEE, LOW)
+                dq3 = _dot(dr, tl.trans(k3), dq3, IEEE, LOW)
+                dq4 = _dot(dr, tl.trans(k4), dq4, IEEE, LOW)
+                dq5 = _dot(dr, tl.trans(k5), dq5, IEEE, LOW)
+                dq6 = _dot(dr, tl.trans(k6), dq6, IEEE, LOW)
+                dq7 = _dot(dr, tl.trans(k7), dq7, IEEE, LOW)
+                dq8 = _dot(dr, tl.trans(k8), dq8, IEEE, LOW)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq0, 0)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq1, 1)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq2, 2)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq3, 3)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq4, 4)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq5, 5)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq6, 6)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq7, 7)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq8, 8)
+
     # fmt: on
 
 
 def _block(size: int) -> int:
     """The power of two (at least 16, tl.dot's minimum) that holds ``size``."""
     return max(16, 1 << max(size - 1, 0).bit_length())
+
+
+class _FusedAttention(torch.autograd.Function):
+    """The kernels as an autograd function: (queries (B, Cq, H, W), keys_t (B, Cq, L), values_t (B, C, L), norm
+    (B, L)) -> the unfolded pasted patches (B, C*9, N). The backward recomputes the probabilities (from the
+    saved log-sum-exp, FlashAttention-2 style): one pass over key blocks for the key, value and norm gradients,
+    one over query blocks for the query gradient; the unfolded patch gradients are folded back to the maps."""
+
+    @staticmethod
+    def forward(ctx, queries, keys_t, values_t, norm, meta, blocks, sizes, hard, low, block_m, block_n):
+        b, cq, h, w = queries.shape
+        cv, n = values_t.shape[1], h * w
+        out = torch.empty(b, cv * 9, n, dtype=queries.dtype, device=queries.device)
+        stat = torch.empty(b, n, dtype=queries.dtype, device=queries.device)
+        _pyramid_attention_forward[(triton.cdiv(n, block_m), b)](
+            queries, keys_t, values_t, norm, meta, out, stat,
+            h, w, n, cq, cv,
+            queries.stride(0), queries.stride(1), keys_t.stride(0), keys_t.stride(1),
+            values_t.stride(0), values_t.stride(1), norm.stride(0), out.stride(0), out.stride(1), stat.stride(0),
+            LEVELS=len(sizes), BLOCK_M=block_m, BLOCK_N=block_n, CQ=_block(cq), CV=_block(cv),
+            HARD=hard, IEEE=low is None, LOW=low,
+        )  # fmt: skip
+        ctx.save_for_backward(queries, keys_t, values_t, norm, meta, blocks, out, stat)
+        ctx.sizes, ctx.hard, ctx.low, ctx.block_m, ctx.block_n = sizes, hard, low, block_m, block_n
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        queries, keys_t, values_t, norm, meta, blocks, out, stat = ctx.saved_tensors
+        b, cq, h, w = queries.shape
+        cv, n, n_keys = values_t.shape[1], h * w, keys_t.shape[2]
+        grad_out = grad_out.contiguous()
+        delta = (grad_out * out).sum(1).contiguous()  # D = sum_o dO_o . O_o per query
+        d_keys = torch.empty(b, cq * 9, n_keys, dtype=queries.dtype, device=queries.device)
+        d_values = torch.empty(b, cv * 9, n_keys, dtype=queries.dtype, device=queries.device)
+        d_norm = torch.empty_like(norm)
+        _pyramid_attention_backward_kv[(blocks.shape[0], b)](
+            queries, keys_t, values_t, norm, stat, delta, grad_out, blocks, d_keys, d_values, d_norm,
+            h, w, n, cq, cv,
+            queries.stride(0), queries.stride(1), keys_t.stride(0), keys_t.stride(1),
+            values_t.stride(0), values_t.stride(1), norm.stride(0), stat.stride(0),
+            grad_out.stride(0), grad_out.stride(1), d_keys.stride(0), d_keys.stride(1),
+            d_values.stride(0), d_values.stride(1),
+            BLOCK_M=ctx.block_m, BLOCK_N=ctx.block_n, CQ=_block(cq), CV=_block(cv),
+            HARD=ctx.hard, IEEE=ctx.low is None, LOW=ctx.low,
+        )  # fmt: skip
+        if ctx.hard:  # one-hot attention: gradients reach the values only
+            d_queries = torch.zeros(b, cq * 9, n, dtype=queries.dtype, device=queries.device)
+        else:
+            d_queries = torch.empty(b, cq * 9, n, dtype=queries.dtype, device=queries.device)
+            _pyramid_attention_backward_q[(triton.cdiv(n, ctx.block_m), b)](
+                queries, keys_t, values_t, norm, meta, stat, delta, grad_out, d_queries,
+                h, w, n, cq, cv,
+                queries.stride(0), queries.stride(1), keys_t.stride(0), keys_t.stride(1),
+                values_t.stride(0), values_t.stride(1), norm.stride(0), stat.stride(0),
+                grad_out.stride(0), grad_out.stride(1), d_queries.stride(0), d_queries.stride(1),
+                LEVELS=len(ctx.sizes), BLOCK_M=ctx.block_m, BLOCK_N=ctx.block_n, CQ=_block(cq), CV=_block(cv),
+                IEEE=ctx.low is None, LOW=ctx.low,
+            )  # fmt: skip
+        # the gathers are unfolds (zero padding): their adjoint is a fold, level by level
+        d_queries_map = F.fold(d_queries, (h, w), PATCH, padding=1)
+        d_keys_t, d_values_t = torch.empty_like(keys_t), torch.empty_like(values_t)
+        start = 0
+        for hl, wl in ctx.sizes:
+            part = slice(start, start + hl * wl)
+            d_keys_t[:, :, part] = F.fold(d_keys[:, :, part], (hl, wl), PATCH, padding=1).flatten(2)
+            d_values_t[:, :, part] = F.fold(d_values[:, :, part], (hl, wl), PATCH, padding=1).flatten(2)
+            start += hl * wl
+        return d_queries_map, d_keys_t, d_values_t, d_norm, *([None] * 7)
 
 
 def triton_pyramid_attention(
@@ -196,15 +550,14 @@ def triton_pyramid_attention(
     block_m: int = 32,
     block_n: int = 32,
 ) -> Tensor:
-    """The attention part of :func:`panet.nn.attention.pyramid_attention` by the fused kernel: the pasted
-    (B, C, H, W) map, divided by 4. ``pyramid``: the levels (x itself, then its resized copies) that keys and
-    values come from. ``low_dtype`` (bf16/fp16): the kernel's
-    dot products take operands in that dtype (fp32 accumulation); None: exact fp32 (no TF32)."""
+    """The attention part of :func:`panet.nn.attention.pyramid_attention` by the fused kernels: the pasted
+    (B, C, H, W) map, divided by 4, differentiable (gradients reach the input and every embedding weight).
+    ``pyramid``: the levels (x itself, then its resized copies) that keys and values come from. ``low_dtype``
+    (bf16/fp16): the kernels' dot products take operands in that dtype (fp32 accumulation); None: exact fp32
+    (no TF32). ``block_m`` x ``block_n``: the query x key tile of one program."""
     if triton is None:
         raise RuntimeError("backend 'triton' needs the triton package (pip install 'panet[triton]')")
-    if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in _parameters(embed_query))):
-        raise NotImplementedError("backend 'triton' has no backward yet: use it for inference (torch.no_grad())")
-    b, _, h, w = x.shape
+    h, w = x.shape[-2:]
     sizes = [(level.shape[-2], level.shape[-1]) for level in pyramid]
     dtype = torch.float32
     with torch.autocast(x.device.type, enabled=False):
@@ -226,20 +579,12 @@ def triton_pyramid_attention(
         meta = torch.tensor(
             [v for (hl, wl), s in zip(sizes, starts) for v in (s, hl, wl)], dtype=torch.int32, device=x.device
         )
-        cq, cv, n = queries.shape[1], values_t.shape[1], h * w
-        out = torch.empty(b, cv * 9, n, dtype=dtype, device=x.device)
+        # key blocks never straddle two levels: (level start, height, width, first key) per block
+        blocks = torch.tensor(
+            [v for (hl, wl), s in zip(sizes, starts) for n0 in range(0, hl * wl, block_n) for v in (s, hl, wl, n0)],
+            dtype=torch.int32,
+            device=x.device,
+        ).view(-1, 4)
         low = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16}.get(low_dtype) if low_dtype else None
-        grid = (triton.cdiv(n, block_m), b)
-        _pyramid_attention_forward[grid](
-            queries, keys_t, values_t, norm, meta, out,
-            h, w, n, cq, cv,
-            queries.stride(0), queries.stride(1), keys_t.stride(0), keys_t.stride(1),
-            values_t.stride(0), values_t.stride(1), norm.stride(0), out.stride(0), out.stride(1),
-            LEVELS=len(sizes), BLOCK_M=block_m, BLOCK_N=block_n, CQ=_block(cq), CV=_block(cv),
-            HARD=hard, IEEE=low is None, LOW=low,
-        )  # fmt: skip
+        out = _FusedAttention.apply(queries, keys_t, values_t, norm, meta, blocks, sizes, hard, low, block_m, block_n)
         return F.fold(out, (h, w), PATCH, padding=1) / 4
-
-
-def _parameters(module) -> list[Tensor]:
-    return list(module.parameters()) if isinstance(module, torch.nn.Module) else []
