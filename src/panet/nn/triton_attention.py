@@ -38,6 +38,9 @@ except ImportError:  # the optional "triton" extra
 __all__ = ["triton_available", "triton_pyramid_attention"]
 
 PATCH = 3
+# Each program keeps 9 query tiles and 9 value accumulators (about 30k fp32 values at 32 x 32 tiles, C = 64):
+# 8 warps give each thread half the registers that 4 would need. Unmeasured on a GPU yet.
+NUM_WARPS = 8
 
 
 def triton_available() -> bool:
@@ -485,7 +488,7 @@ class _FusedAttention(torch.autograd.Function):
             queries.stride(0), queries.stride(1), keys_t.stride(0), keys_t.stride(1),
             values_t.stride(0), values_t.stride(1), norm.stride(0), out.stride(0), out.stride(1), stat.stride(0),
             LEVELS=len(sizes), BLOCK_M=block_m, BLOCK_N=block_n, CQ=_block(cq), CV=_block(cv),
-            HARD=hard, IEEE=low is None, LOW=low,
+            HARD=hard, IEEE=low is None, LOW=low, num_warps=NUM_WARPS,
         )  # fmt: skip
         ctx.save_for_backward(queries, keys_t, values_t, norm, meta, blocks, out, stat)
         ctx.sizes, ctx.hard, ctx.low, ctx.block_m, ctx.block_n = sizes, hard, low, block_m, block_n
@@ -509,7 +512,7 @@ class _FusedAttention(torch.autograd.Function):
             grad_out.stride(0), grad_out.stride(1), d_keys.stride(0), d_keys.stride(1),
             d_values.stride(0), d_values.stride(1),
             BLOCK_M=ctx.block_m, BLOCK_N=ctx.block_n, CQ=_block(cq), CV=_block(cv),
-            HARD=ctx.hard, IEEE=ctx.low is None, LOW=ctx.low,
+            HARD=ctx.hard, IEEE=ctx.low is None, LOW=ctx.low, num_warps=NUM_WARPS,
         )  # fmt: skip
         if ctx.hard:  # one-hot attention: gradients reach the values only
             d_queries = torch.zeros(b, cq * 9, n, dtype=queries.dtype, device=queries.device)
@@ -522,7 +525,7 @@ class _FusedAttention(torch.autograd.Function):
                 values_t.stride(0), values_t.stride(1), norm.stride(0), stat.stride(0),
                 grad_out.stride(0), grad_out.stride(1), d_queries.stride(0), d_queries.stride(1),
                 LEVELS=len(ctx.sizes), BLOCK_M=ctx.block_m, BLOCK_N=ctx.block_n, CQ=_block(cq), CV=_block(cv),
-                IEEE=ctx.low is None, LOW=ctx.low,
+                IEEE=ctx.low is None, LOW=ctx.low, num_warps=NUM_WARPS,
             )  # fmt: skip
         # the gathers are unfolds (zero padding): their adjoint is a fold, level by level
         d_queries_map = F.fold(d_queries, (h, w), PATCH, padding=1)
