@@ -6,7 +6,8 @@
 For each shipped weights the first image of its task's first benchmark set at the paper's middle level (a model
 trained for one level: that level) is degraded exactly as `panet eval` degrades it, restored by the network (the
 release's chop, as evaluated) and by the best classical baseline of that task, and a centre crop of each is placed
-side by side, labelled with its PSNR on the whole image.
+side by side, labelled with its PSNR on the whole image. Weights trained on a noise model besides the task's
+standard one (camera noise) are left to scripts/real_noise_gallery.py (real photos, no ground truth).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def main() -> None:
         "",
     ]
     for w in list_weights():
+        if w.noise:  # trained on real-photo-like noise: no ground truth to show here (scripts/real_noise_gallery.py)
+            continue
         model = load_weights(w.file).eval()
         set_name, level, baseline = SHOW[w.task]
         if w.task == "denoise" and model.colors == 1:

@@ -47,9 +47,10 @@ def level_text(task: str, level) -> str:
     return get_task(task).format_level(level)
 
 
-def paper_panet(task: str, set_name: str, level):
-    """The paper's PANet / PA-EDSR on a set (release.md section 5): PSNR or (PSNR, SSIM), or None."""
-    return get_task(task).paper_score("panet", set_name, level)
+def paper_panet(task: str, set_name: str, level, noise: str | None = None):
+    """The paper's PANet / PA-EDSR on a set (release.md section 5): PSNR or (PSNR, SSIM), or None (always for rows
+    degraded with another noise model than the paper's)."""
+    return None if noise else get_task(task).paper_score("panet", set_name, level)
 
 
 def evaluate(weights, task, level, set_name, data_root, tiling, tile, overlap) -> dict:
@@ -76,8 +77,11 @@ def headline_rows(rows: list[dict]) -> list[dict]:
     return list(chosen.values())
 
 
-def best_baseline(task, level, set_name) -> tuple[str, dict] | None:
-    """The classical baseline with the highest PSNR in results/baselines (the input itself excluded)."""
+def best_baseline(task, level, set_name, noise: str | None = None) -> tuple[str, dict] | None:
+    """The classical baseline with the highest PSNR in results/baselines (the input itself excluded). None for rows
+    degraded with another noise model (camera noise): the baselines are scored on the standard degradation."""
+    if noise:
+        return None
     best = None
     for group_task, _, _, baselines in plan():
         if group_task != task:
@@ -102,6 +106,12 @@ TARGETS = [
 ]
 
 
+def row_level_text(row: dict) -> str:
+    """A card row's level, naming its noise model where it is not the task's standard one: 'σ 20 (camera noise)'."""
+    text = level_text(row["task"], row["level"])
+    return f"{text} ({row['noise']} noise)" if row.get("noise") else text
+
+
 def place_text(task: str, set_name: str, level) -> str:
     """'Set12 σ 15', 'Set5 x2'; a task without levels (demosaicing): the set alone."""
     return set_name if level is None else f"{set_name} {level_text(task, level)}"
@@ -118,7 +128,7 @@ def targets_table(shipped) -> list[str]:
                 r
                 for w in by_width
                 for r in headline_rows(w.card.get("eval", []))
-                if r["task"] == task and r["set"] == set_name and r["level"] == level
+                if r["task"] == task and r["set"] == set_name and r["level"] == level and not r.get("noise")
             ),
             None,
         )
@@ -154,11 +164,11 @@ def readme_summary() -> list[str]:
     for w in shipped:
         for row in headline_rows(w.card.get("eval", [])):
             task, level, set_name = row["task"], row["level"], row["set"]
-            base = best_baseline(task, level, set_name)
-            paper = paper_panet(task, set_name, level)
+            base = best_baseline(task, level, set_name, row.get("noise"))
+            paper = paper_panet(task, set_name, level, row.get("noise"))
             paper = paper[0] if isinstance(paper, tuple) else paper
             out.append(
-                f"| {w.name} | {set_name} | {level_text(task, level)} | {row['psnr']:.2f} | "
+                f"| {w.name} | {set_name} | {row_level_text(row)} | {row['psnr']:.2f} | "
                 f"{protocol_text(row['tiling'])} | "
                 + (f"{base[0]} {base[1]['psnr']:.2f} | {row['psnr'] - base[1]['psnr']:+.2f}" if base else "not run | ")
                 + f" | {'' if paper is None else f'{paper:.2f}'} |"
@@ -175,7 +185,7 @@ def below_baseline_note(weights) -> list[str]:
 
     losing = []
     for row in weights.card.get("eval", []):
-        base = best_baseline(row["task"], row["level"], row["set"])
+        base = best_baseline(row["task"], row["level"], row["set"], row.get("noise"))
         if base is not None and row["psnr"] < base[1]["psnr"]:
             losing.append(row)
     if not losing:
@@ -241,12 +251,12 @@ def render() -> str:
         ]
         for row in card.get("eval", []):
             task, level, set_name = row["task"], row["level"], row["set"]
-            base = best_baseline(task, level, set_name)
+            base = best_baseline(task, level, set_name, row.get("noise"))
             base_txt = f"{base[0]}: {base[1]['psnr']:.2f} / {base[1]['ssim']:.4f}" if base else "not run yet"
             delta = f"{row['psnr'] - base[1]['psnr']:+.2f}" if base else ""
-            paper = paper_panet(task, set_name, level)
+            paper = paper_panet(task, set_name, level, row.get("noise"))
             out.append(
-                f"| {set_name} | {level_text(task, level)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
+                f"| {set_name} | {row_level_text(row)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
                 f"{protocol_text(row['tiling'])} | {base_txt} | {delta} | {fmt(paper)} |"
             )
         out.append("")
@@ -467,6 +477,7 @@ def main() -> None:
                         "ssim": round(r["ssim"], 5),
                         "seconds": round(r["seconds"], 3),
                         "tiling": label,
+                        **({"noise": w.noise} if w.noise else {}),
                     }
                 )
             update_card(w, rows)

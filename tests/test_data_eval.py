@@ -132,6 +132,7 @@ def test_the_papers_plan_is_consistent_with_the_task_table():
         for group in task.benchmarks:
             assert set(group.sets) <= set(BENCHMARKS), group.sets
             assert set(group.baselines) <= set(task.baselines), (task.name, group.baselines)
+            assert group.noise is None or group.noise in task.noise_models, (task.name, group.noise)
             for level in group.levels:
                 task.check_level(level)
             for method, set_name, level, _ in group.paper:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 
@@ -24,6 +25,7 @@ def fake_shipped(tmp_path, monkeypatch):
     for name, preset, task, level in [
         ("tiny-x4", "pa-edsr-s-x4", "sr", 4),
         ("tiny-dn-gray", "panet-dn-gray-s", "denoise", [0, 30]),
+        ("tiny-dn-camera", "panet-dn-s", "denoise", [0, 40]),
     ]:
         torch.manual_seed(0)
         model = panet.create_model(preset, blocks=2, features=8, attention_reduction=2)
@@ -38,6 +40,7 @@ def fake_shipped(tmp_path, monkeypatch):
                     "iterations": 0,
                     "seed": 0,
                     "command": "test",
+                    **({"config": {"data": {"noise": "camera"}}} if "camera" in name else {}),
                 }
             )
         )
@@ -60,8 +63,20 @@ def test_results_plan_follows_task_colours_and_range(fake_shipped):
         ("denoise", 15, "BSD68"),
         ("denoise", 25, "BSD68"),
     ]
+    # a camera-noise denoiser: the camera-noise rows only, not the paper's Gaussian ones
+    assert plans["tiny-dn-camera"] == [("denoise", lv, s) for s in ("Kodak24", "CBSD68") for lv in (10, 20, 30)]
     text = results.render()
     assert "## tiny-x4: sr (x4)" in text and "| Set5 x2 ≥ 37.0 dB | not evaluated | 37.00 |  |" in text
+    assert "## tiny-dn-camera: denoise (camera noise, σ 0..40)" in text
+    # its rows name the noise and are compared with neither the Gaussian baselines nor the paper
+    card_path = fake_shipped / "tiny-dn-camera.json"
+    card = json.loads(card_path.read_text())
+    row = {"task": "denoise", "level": 20, "set": "Kodak24", "psnr": 30.0, "ssim": 0.8, "seconds": 1.0}
+    card["eval"] = [{**row, "tiling": "tile32-8", "noise": "camera"}]
+    card_path.write_text(json.dumps(card))
+    text = results.render()
+    assert "| Kodak24 | σ 20 (camera noise) | 30.00 / 0.8000 | tiles 32/8 | not run yet |  |  |" in text
+    assert "| tiny-dn-camera | Kodak24 | σ 20 (camera noise) | 30.00 |" in "\n".join(results.readme_summary())
 
 
 def test_results_tables_prefer_the_papers_protocol_and_name_the_tiling(fake_shipped):
@@ -90,7 +105,7 @@ def test_results_tables_prefer_the_papers_protocol_and_name_the_tiling(fake_ship
     assert "| Set5 x4 ≥ 31.0 dB | 30.50 (chop) | 31.00 | no |" in readme
     text = results.render()  # docs/results.md keeps every row
     assert "| Set5 | x4 | 31.50 / 0.9000 | tiles 32/8 |" in text and "| Set5 | x4 | 30.50 / 0.9000 | chop |" in text
-    assert [w.name for w in list_weights()] == ["tiny-dn-gray", "tiny-x4"]
+    assert [w.name for w in list_weights()] == ["tiny-dn-camera", "tiny-dn-gray", "tiny-x4"]
 
 
 def test_results_card_rows_re_evaluates_exactly_the_cards_rows_with_their_tiling(fake_shipped, tmp_path, monkeypatch):
@@ -510,3 +525,27 @@ def test_save_stage_chains_the_runs_cards(tmp_path):
         {"stage": 1, "iterations": 200, "seed": 1, "validation": {"step 200": 28.1, "bm3d": 27.6}, "notes": "stage 1"}
     ]
     assert (out / "demo.safetensors").read_bytes() == b"weights 2" and (out / "demo.stage1.log.csv").exists()
+
+
+def test_camera_noise_weights_are_scored_under_camera_noise(fake_shipped, tmp_path):
+    """evaluate_weights degrades with the weights' own noise model and keeps its records apart."""
+    from panet.evaluation.cache import evaluate_weights
+    from panet.zoo.pretrained import list_weights
+
+    root = tmp_path / "data"
+    (root / "Tiny").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (24, 28, 3), dtype=np.uint8)).save(root / "Tiny" / f"im{i}.png")
+    weights = {w.name: w for w in list_weights()}
+    camera = weights["tiny-dn-camera"]
+    run = {"data_root": str(root), "tiling": "tile", "tile": 32, "overlap": 8, "cache": tmp_path / "cache"}
+    record = evaluate_weights(camera, "denoise", 20, "Tiny", **run)
+    assert record["noise"] == "camera"
+    names = [p.name for p in (tmp_path / "cache").glob("*.json")]
+    assert len(names) == 1 and "denoise_20_Tiny_camera-tile32-8" in names[0]
+    # the same network file scored as a Gaussian denoiser: another degradation, another record
+    gaussian = dataclasses.replace(camera, card={k: v for k, v in camera.card.items() if k != "config"})
+    assert gaussian.noise is None
+    plain = evaluate_weights(gaussian, "denoise", 20, "Tiny", **run)
+    assert "noise" not in plain and plain["psnr"] != record["psnr"]

@@ -26,6 +26,9 @@ class Benchmark:
     baselines: tuple[str, ...]
     # (method, set, level, score): method "panet" (PANet / PA-EDSR) or a baseline's name
     paper: tuple[tuple[str, str, float | None, Score], ...] = ()
+    # the task's noise model these rows degrade with ("camera"; None: its standard degradation): weights trained
+    # on a noise model are scored on its rows only, the others on the standard ones
+    noise: str | None = None
 
     def paper_score(self, method: str, set_name: str, level: float | None) -> Score | None:
         """The paper's number for ``method`` on ``set_name`` at ``level``, or None where its tables have none."""
@@ -253,6 +256,9 @@ TASKS: dict[str, Task] = {
                 + _scores("bm3d", "CBSD68", (10, 30, 50, 70), (35.91, 29.73, 27.38, 26.00)),
             ),
             Benchmark(("Set12", "BSD68"), (15, 25, 50), 1, ("identity", "bm3d")),
+            # not the paper's: camera-like noise of sensor strength 10-30 (panet.data.degrade.camera_noise), for
+            # the camera-noise denoiser; no classical baseline is scored on it yet
+            Benchmark(("Kodak24", "CBSD68"), (10, 20, 30), 3, (), noise="camera"),
         ),
     ),
     "car": Task(

@@ -97,7 +97,8 @@ def evaluate_weights(
 ) -> dict:
     """The record of weights (:class:`panet.zoo.pretrained.ShippedWeights`) on one benchmark set at ``level`` with
     a tiling, evaluated under the task's protocol or read from ``cache``. The file name holds the weights' SHA-256
-    (retrained weights are evaluated again) and the task's input padding, which changes the outputs."""
+    (retrained weights are evaluated again) and the task's input padding, which changes the outputs. Weights
+    trained on a noise model of the task (``weights.noise``) are scored under that noise model."""
     import hashlib
 
     from panet.data.datasets import EvalPairs, find_set
@@ -108,13 +109,17 @@ def evaluate_weights(
     digest = hashlib.sha256(Path(weights.file).read_bytes()).hexdigest()[:16]
     spec = get_task(task)
     digest += f"_pad{spec.input_pad}" if spec.input_pad else ""
+    noise = getattr(weights, "noise", None)
     label = tiling_label(tiling, tile, overlap)
-    record_path = cache / f"{weights.name}_{digest}_{record_name(task, level, set_name, label)}"
+    method = f"{noise}-{label}" if noise else label
+    record_path = cache / f"{weights.name}_{digest}_{record_name(task, level, set_name, method)}"
     if record_path.exists():
         return json.loads(record_path.read_text())
     model = load_weights(weights.file)
     restorer = network_restorer(model, task, tiling=tiling, tile=tile, overlap=overlap)
-    pairs = EvalPairs(find_set(set_name, data_root), task=task, level=level, colors=model.colors)
+    pairs = EvalPairs(find_set(set_name, data_root), task=task, level=level, colors=model.colors, noise=noise)
     scale = int(level) if spec.upscales and level is not None else 1
     fields = {"weights": weights.name, "sha256": digest, "task": task, "level": level, "set": set_name, "tiling": label}
+    if noise:
+        fields["noise"] = noise
     return cached_evaluation(record_path, restorer, pairs, set_name=set_name, scale=scale, fields=fields)

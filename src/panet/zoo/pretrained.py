@@ -70,8 +70,11 @@ class ShippedWeights:
 
 
 def task_text(weights: ShippedWeights) -> str:
-    """'sr (x2)', 'denoise (σ 0..75)', or just 'demosaic' (no level): how documents head a model's section."""
-    return weights.task if weights.low is None else f"{weights.task} ({weights.level_text})"
+    """'sr (x2)', 'denoise (σ 0..75)', 'denoise (camera noise, σ 0..40)', or just 'demosaic' (no level): how
+    documents head a model's section."""
+    noise = f"{weights.noise} noise" if weights.noise else None
+    parts = [p for p in (noise, None if weights.low is None else weights.level_text) if p]
+    return f"{weights.task} ({', '.join(parts)})" if parts else weights.task
 
 
 def level_range(level: Any) -> tuple[float | None, float | None]:
