@@ -170,7 +170,11 @@ def readme_summary() -> list[str]:
             out.append(
                 f"| {w.name} | {set_name} | {row_level_text(row)} | {row['psnr']:.2f} | "
                 f"{protocol_text(row['tiling'])} | "
-                + (f"{base[0]} {base[1]['psnr']:.2f} | {row['psnr'] - base[1]['psnr']:+.2f}" if base else "not run | ")
+                + (
+                    f"{base[0]} {base[1]['psnr']:.2f} | {row['psnr'] - base[1]['psnr']:+.2f}"
+                    if base
+                    else ("none on this noise | " if row.get("noise") else "not run | ")
+                )
                 + f" | {'' if paper is None else f'{paper:.2f}'} |"
             )
     if len(out) == 2:
@@ -252,7 +256,11 @@ def render() -> str:
         for row in card.get("eval", []):
             task, level, set_name = row["task"], row["level"], row["set"]
             base = best_baseline(task, level, set_name, row.get("noise"))
-            base_txt = f"{base[0]}: {base[1]['psnr']:.2f} / {base[1]['ssim']:.4f}" if base else "not run yet"
+            base_txt = (
+                f"{base[0]}: {base[1]['psnr']:.2f} / {base[1]['ssim']:.4f}"
+                if base
+                else ("none on this noise" if row.get("noise") else "not run yet")
+            )
             delta = f"{row['psnr'] - base[1]['psnr']:+.2f}" if base else ""
             paper = paper_panet(task, set_name, level, row.get("noise"))
             out.append(

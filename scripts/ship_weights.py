@@ -1,6 +1,7 @@
 """Ship a training run's weights: copy runs/<name>/weights.safetensors and card.json into the package.
 
     python scripts/ship_weights.py runs/panet-dn-s [--name panet-dn-s]   # default name: the recipe's
+    python scripts/ship_weights.py training/panet-dn-real-s.safetensors  # a chained run's committed stage
     python scripts/results.py --data-root ../shared/data --only panet-dn-s   # then add the eval table
 
 The weights are the run's EMA weights as `panet train` wrote them at its last checkpoint; the card records the
@@ -57,11 +58,16 @@ def init_record(path: Path, text: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="a run folder with weights.safetensors and card.json")
+    parser.add_argument(
+        "run", help="a run folder with weights.safetensors and card.json, or a stage in training/ (NAME.safetensors)"
+    )
     parser.add_argument("--name", help="shipped name (default: the recipe's name, else the card's preset)")
     args = parser.parse_args()
     run = Path(args.run)
-    weights, card_path = run / "weights.safetensors", run / "card.json"
+    if run.suffix == ".safetensors":  # a stage of a chained run (scripts/save_stage.py): its card beside it
+        weights, card_path = run, run.with_suffix(".json")
+    else:
+        weights, card_path = run / "weights.safetensors", run / "card.json"
     for path in (weights, card_path):
         if not path.is_file():
             sys.exit(f"ship_weights: {path} not found (has the run written a checkpoint?)")

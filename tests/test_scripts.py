@@ -75,7 +75,7 @@ def test_results_plan_follows_task_colours_and_range(fake_shipped):
     card["eval"] = [{**row, "tiling": "tile32-8", "noise": "camera"}]
     card_path.write_text(json.dumps(card))
     text = results.render()
-    assert "| Kodak24 | σ 20 (camera noise) | 30.00 / 0.8000 | tiles 32/8 | not run yet |  |  |" in text
+    assert "| Kodak24 | σ 20 (camera noise) | 30.00 / 0.8000 | tiles 32/8 | none on this noise |  |  |" in text
     assert "| tiny-dn-camera | Kodak24 | σ 20 (camera noise) | 30.00 |" in "\n".join(results.readme_summary())
 
 
