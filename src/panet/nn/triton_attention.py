@@ -50,8 +50,6 @@ def triton_available() -> bool:
 
 
 if triton is not None:
-    # The nine offsets' lines stay one per line: split as the formatter would, they are unreadable.
-    # fmt: off
 
     @triton.jit
     def _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, DY: tl.constexpr, DX: tl.constexpr):
@@ -63,17 +61,79 @@ if triton is not None:
         return tl.load(ptrs, mask=ok[:, None] & c_mask[None, :], other=0.0)
 
     @triton.jit
-    def _level_tile(
-        ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, DY: tl.constexpr, DX: tl.constexpr, KEYS: tl.constexpr
-    ):
-        """Key (CQ, BLOCK_N) or value (BLOCK_N, C) pixels of one level at offset (DY, DX), zero outside the level."""
+    def _query_tiles(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc):
+        """The nine (BLOCK_M, CQ) query tiles of a 3x3 patch, offsets in unfold order (row by row)."""
+        return (
+            _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, -1, -1),
+            _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, -1, 0),
+            _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, -1, 1),
+            _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, 0, -1),
+            _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, 0, 0),
+            _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, 0, 1),
+            _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, 1, -1),
+            _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, 1, 0),
+            _query_tile(q_ptr, b, y, x, m_mask, c, c_mask, height, width, s_qb, s_qc, 1, 1),
+        )
+
+    @triton.jit
+    def _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, DY: tl.constexpr, DX: tl.constexpr):
+        """(C, BLOCK_N) key or value pixels of one level at offset (DY, DX), zero outside the level."""
         yy = ly + DY
         xx = lx + DX
         ok = n_mask & (yy >= 0) & (yy < hl) & (xx >= 0) & (xx < wl)
-        pixel = start + yy * wl + xx
-        if KEYS:
-            return tl.load(ptr + b * s_b + c[:, None] * s_c + pixel[None, :], mask=c_mask[:, None] & ok[None, :], other=0.0)
-        return tl.load(ptr + b * s_b + c[None, :] * s_c + pixel[:, None], mask=ok[:, None] & c_mask[None, :], other=0.0)
+        ptrs = ptr + b * s_b + c[:, None] * s_c + (start + yy * wl + xx)[None, :]
+        return tl.load(ptrs, mask=c_mask[:, None] & ok[None, :], other=0.0)
+
+    @triton.jit
+    def _level_tiles(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c):
+        """The nine (C, BLOCK_N) key or value tiles of a block of 3x3 patches of one level."""
+        return (
+            _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, -1, -1),
+            _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, -1, 0),
+            _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, -1, 1),
+            _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, 0, -1),
+            _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, 0, 0),
+            _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, 0, 1),
+            _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, 1, -1),
+            _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, 1, 0),
+            _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, 1, 1),
+        )
+
+    @triton.jit
+    def _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, OFFSET: tl.constexpr):
+        """(ROWS, C) of an unfolded (B, C*9, rows) tensor at offset OFFSET."""
+        ptrs = ptr + b * s_b + (c * 9 + OFFSET)[None, :] * s_c + rows[:, None]
+        return tl.load(ptrs, mask=row_mask[:, None] & c_mask[None, :], other=0.0)
+
+    @triton.jit
+    def _unfolded_tiles(ptr, b, rows, row_mask, c, c_mask, s_b, s_c):
+        """The nine (ROWS, C) tiles of an unfolded (B, C*9, rows) tensor (the output's gradient)."""
+        return (
+            _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, 0),
+            _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, 1),
+            _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, 2),
+            _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, 3),
+            _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, 4),
+            _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, 5),
+            _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, 6),
+            _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, 7),
+            _unfolded_tile(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, 8),
+        )
+
+    @triton.jit
+    def _store_unfolded(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, tiles, scale):
+        """Store nine (ROWS, C) tiles, each row times ``scale``, into an unfolded (B, C*9, rows) tensor."""
+        base = ptr + b * s_b + (c * 9)[None, :] * s_c + rows[:, None]
+        mask = row_mask[:, None] & c_mask[None, :]
+        tl.store(base + 0 * s_c, tiles[0] * scale[:, None], mask=mask)
+        tl.store(base + 1 * s_c, tiles[1] * scale[:, None], mask=mask)
+        tl.store(base + 2 * s_c, tiles[2] * scale[:, None], mask=mask)
+        tl.store(base + 3 * s_c, tiles[3] * scale[:, None], mask=mask)
+        tl.store(base + 4 * s_c, tiles[4] * scale[:, None], mask=mask)
+        tl.store(base + 5 * s_c, tiles[5] * scale[:, None], mask=mask)
+        tl.store(base + 6 * s_c, tiles[6] * scale[:, None], mask=mask)
+        tl.store(base + 7 * s_c, tiles[7] * scale[:, None], mask=mask)
+        tl.store(base + 8 * s_c, tiles[8] * scale[:, None], mask=mask)
 
     @triton.jit
     def _dot(a, b, acc, IEEE: tl.constexpr, LOW: tl.constexpr):
@@ -84,112 +144,50 @@ if triton is not None:
         return tl.dot(a, b, acc)
 
     @triton.jit
-    def _pyramid_attention_forward(
-        q_ptr, k_ptr, v_ptr, norm_ptr, meta_ptr, out_ptr, stat_ptr,
-        height, width, n_queries, channels_qk, channels_v,
-        s_qb, s_qc, s_kb, s_kc, s_vb, s_vc, s_nb, s_ob, s_oc, s_sb,
-        LEVELS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CQ: tl.constexpr, CV: tl.constexpr,
-        HARD: tl.constexpr, IEEE: tl.constexpr, LOW: tl.constexpr,
-    ):
-        pid_m = tl.program_id(0)
-        b = tl.program_id(1)
-        m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-        m_mask = m < n_queries
-        y = m // width
-        x = m % width
-        cq = tl.arange(0, CQ)
-        cq_mask = cq < channels_qk
-        cv = tl.arange(0, CV)
-        cv_mask = cv < channels_v
-        # the nine query tiles, gathered once
-        q0 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, -1)
-        q1 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 0)
-        q2 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 1)
-        q3 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, -1)
-        q4 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 0)
-        q5 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 1)
-        q6 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, -1)
-        q7 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 0)
-        q8 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 1)
-        m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
-        l_i = tl.zeros((BLOCK_M,), tl.float32)
-        a0 = tl.zeros((BLOCK_M, CV), tl.float32)
-        a1 = tl.zeros((BLOCK_M, CV), tl.float32)
-        a2 = tl.zeros((BLOCK_M, CV), tl.float32)
-        a3 = tl.zeros((BLOCK_M, CV), tl.float32)
-        a4 = tl.zeros((BLOCK_M, CV), tl.float32)
-        a5 = tl.zeros((BLOCK_M, CV), tl.float32)
-        a6 = tl.zeros((BLOCK_M, CV), tl.float32)
-        a7 = tl.zeros((BLOCK_M, CV), tl.float32)
-        a8 = tl.zeros((BLOCK_M, CV), tl.float32)
-        for level in range(LEVELS):
-            start = tl.load(meta_ptr + 3 * level)
-            hl = tl.load(meta_ptr + 3 * level + 1)
-            wl = tl.load(meta_ptr + 3 * level + 2)
-            for n0 in range(0, hl * wl, BLOCK_N):
-                n = n0 + tl.arange(0, BLOCK_N)
-                n_mask = n < hl * wl
-                ly = n // wl
-                lx = n % wl
-                s = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-                s = _dot(q0, _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, -1, True), s, IEEE, LOW)
-                s = _dot(q1, _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 0, True), s, IEEE, LOW)
-                s = _dot(q2, _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 1, True), s, IEEE, LOW)
-                s = _dot(q3, _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, -1, True), s, IEEE, LOW)
-                s = _dot(q4, _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 0, True), s, IEEE, LOW)
-                s = _dot(q5, _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 1, True), s, IEEE, LOW)
-                s = _dot(q6, _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, -1, True), s, IEEE, LOW)
-                s = _dot(q7, _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 0, True), s, IEEE, LOW)
-                s = _dot(q8, _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 1, True), s, IEEE, LOW)
-                norm = tl.load(norm_ptr + b * s_nb + start + n, mask=n_mask, other=1.0)
-                s = s / norm[None, :]
-                s = tl.where(n_mask[None, :], s, float("-inf"))
-                m_new = tl.maximum(m_i, tl.max(s, 1))
-                if HARD:  # keep the values at the running maximum (restart where it rose)
-                    alpha = (m_i == m_new).to(tl.float32)
-                    p = (s == m_new[:, None]).to(tl.float32)
-                else:
-                    alpha = tl.exp(m_i - m_new)
-                    p = tl.exp(s - m_new[:, None])
-                l_i = l_i * alpha + tl.sum(p, 1)
-                m_i = m_new
-                a0 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, -1, False), a0 * alpha[:, None], IEEE, LOW)
-                a1 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 0, False), a1 * alpha[:, None], IEEE, LOW)
-                a2 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 1, False), a2 * alpha[:, None], IEEE, LOW)
-                a3 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, -1, False), a3 * alpha[:, None], IEEE, LOW)
-                a4 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 0, False), a4 * alpha[:, None], IEEE, LOW)
-                a5 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 1, False), a5 * alpha[:, None], IEEE, LOW)
-                a6 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, -1, False), a6 * alpha[:, None], IEEE, LOW)
-                a7 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 0, False), a7 * alpha[:, None], IEEE, LOW)
-                a8 = _dot(p, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 1, False), a8 * alpha[:, None], IEEE, LOW)
-        if HARD:  # the release sums the values of tied maxima; the backward needs the maximum
-            scale = tl.full((BLOCK_M,), 1.0, tl.float32)
-            tl.store(stat_ptr + b * s_sb + m, m_i, mask=m_mask)
-        else:  # the log-sum-exp, from which the backward recomputes the probabilities
-            scale = 1.0 / l_i
-            tl.store(stat_ptr + b * s_sb + m, m_i + tl.log(l_i), mask=m_mask)
-        # unfolded layout (B, C*9, N): channel c, offset o at row c*9 + o, as F.fold reads it
-        base = out_ptr + b * s_ob + (cv * 9)[None, :] * s_oc + m[:, None]
-        mask = m_mask[:, None] & cv_mask[None, :]
-        tl.store(base + 0 * s_oc, a0 * scale[:, None], mask=mask)
-        tl.store(base + 1 * s_oc, a1 * scale[:, None], mask=mask)
-        tl.store(base + 2 * s_oc, a2 * scale[:, None], mask=mask)
-        tl.store(base + 3 * s_oc, a3 * scale[:, None], mask=mask)
-        tl.store(base + 4 * s_oc, a4 * scale[:, None], mask=mask)
-        tl.store(base + 5 * s_oc, a5 * scale[:, None], mask=mask)
-        tl.store(base + 6 * s_oc, a6 * scale[:, None], mask=mask)
-        tl.store(base + 7 * s_oc, a7 * scale[:, None], mask=mask)
-        tl.store(base + 8 * s_oc, a8 * scale[:, None], mask=mask)
+    def _patch_dot(lefts, rights, acc, IEEE: tl.constexpr, LOW: tl.constexpr):
+        """acc + sum over the nine offsets of lefts[o] @ rights[o]: a score tile of 3x3 patches (queries and keys),
+        or dP (the output's gradient and the values)."""
+        acc = _dot(lefts[0], rights[0], acc, IEEE, LOW)
+        acc = _dot(lefts[1], rights[1], acc, IEEE, LOW)
+        acc = _dot(lefts[2], rights[2], acc, IEEE, LOW)
+        acc = _dot(lefts[3], rights[3], acc, IEEE, LOW)
+        acc = _dot(lefts[4], rights[4], acc, IEEE, LOW)
+        acc = _dot(lefts[5], rights[5], acc, IEEE, LOW)
+        acc = _dot(lefts[6], rights[6], acc, IEEE, LOW)
+        acc = _dot(lefts[7], rights[7], acc, IEEE, LOW)
+        return _dot(lefts[8], rights[8], acc, IEEE, LOW)
 
     @triton.jit
-    def _grad_tile(ptr, b, m, m_mask, c, c_mask, s_b, s_c, OFFSET: tl.constexpr):
-        """(BLOCK_M, C) of an unfolded (B, C*9, N) tensor at offset OFFSET."""
-        return tl.load(ptr + b * s_b + (c * 9 + OFFSET)[None, :] * s_c + m[:, None], mask=m_mask[:, None] & c_mask[None, :], other=0.0)
+    def _dot_each(left, rights, accs, scale, IEEE: tl.constexpr, LOW: tl.constexpr, TRANS: tl.constexpr):
+        """accs[o] * scale + left @ rights[o] (rights[o] transposed with TRANS) for each of the nine offsets."""
+        if TRANS:
+            return (
+                _dot(left, tl.trans(rights[0]), accs[0] * scale, IEEE, LOW),
+                _dot(left, tl.trans(rights[1]), accs[1] * scale, IEEE, LOW),
+                _dot(left, tl.trans(rights[2]), accs[2] * scale, IEEE, LOW),
+                _dot(left, tl.trans(rights[3]), accs[3] * scale, IEEE, LOW),
+                _dot(left, tl.trans(rights[4]), accs[4] * scale, IEEE, LOW),
+                _dot(left, tl.trans(rights[5]), accs[5] * scale, IEEE, LOW),
+                _dot(left, tl.trans(rights[6]), accs[6] * scale, IEEE, LOW),
+                _dot(left, tl.trans(rights[7]), accs[7] * scale, IEEE, LOW),
+                _dot(left, tl.trans(rights[8]), accs[8] * scale, IEEE, LOW),
+            )
+        return (
+            _dot(left, rights[0], accs[0] * scale, IEEE, LOW),
+            _dot(left, rights[1], accs[1] * scale, IEEE, LOW),
+            _dot(left, rights[2], accs[2] * scale, IEEE, LOW),
+            _dot(left, rights[3], accs[3] * scale, IEEE, LOW),
+            _dot(left, rights[4], accs[4] * scale, IEEE, LOW),
+            _dot(left, rights[5], accs[5] * scale, IEEE, LOW),
+            _dot(left, rights[6], accs[6] * scale, IEEE, LOW),
+            _dot(left, rights[7], accs[7] * scale, IEEE, LOW),
+            _dot(left, rights[8], accs[8] * scale, IEEE, LOW),
+        )
 
     @triton.jit
-    def _store_unfolded(ptr, b, rows, row_mask, c, c_mask, s_b, s_c, value, OFFSET: tl.constexpr):
-        """Store (ROWS, C) at offset OFFSET of an unfolded (B, C*9, rows) tensor."""
-        tl.store(ptr + b * s_b + (c * 9 + OFFSET)[None, :] * s_c + rows[:, None], value, mask=row_mask[:, None] & c_mask[None, :])
+    def _zeros9(ROWS: tl.constexpr, C: tl.constexpr):
+        z = tl.zeros((ROWS, C), tl.float32)
+        return (z, z, z, z, z, z, z, z, z)
 
     @triton.jit
     def _probabilities(r, norm, stat, m_mask, n_mask, HARD: tl.constexpr):
@@ -204,13 +202,66 @@ if triton is not None:
         return s, p
 
     @triton.jit
+    def _pyramid_attention_forward(
+        q_ptr, k_ptr, v_ptr, norm_ptr, meta_ptr, out_ptr, stat_ptr,
+        height, width, n_queries, channels_qk, channels_v,
+        s_qb, s_qc, s_kb, s_kc, s_vb, s_vc, s_nb, s_ob, s_oc, s_sb,
+        LEVELS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CQ: tl.constexpr, CV: tl.constexpr,
+        HARD: tl.constexpr, IEEE: tl.constexpr, LOW: tl.constexpr,
+    ):  # fmt: skip
+        pid_m = tl.program_id(0)
+        b = tl.program_id(1)
+        m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        m_mask = m < n_queries
+        cq = tl.arange(0, CQ)
+        cq_mask = cq < channels_qk
+        cv = tl.arange(0, CV)
+        cv_mask = cv < channels_v
+        qs = _query_tiles(q_ptr, b, m // width, m % width, m_mask, cq, cq_mask, height, width, s_qb, s_qc)
+        m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+        l_i = tl.zeros((BLOCK_M,), tl.float32)
+        acc = _zeros9(BLOCK_M, CV)
+        for level in range(LEVELS):
+            start = tl.load(meta_ptr + 3 * level)
+            hl = tl.load(meta_ptr + 3 * level + 1)
+            wl = tl.load(meta_ptr + 3 * level + 2)
+            for n0 in range(0, hl * wl, BLOCK_N):
+                n = n0 + tl.arange(0, BLOCK_N)
+                n_mask = n < hl * wl
+                ly = n // wl
+                lx = n % wl
+                ks = _level_tiles(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc)
+                s = _patch_dot(qs, ks, tl.zeros((BLOCK_M, BLOCK_N), tl.float32), IEEE, LOW)
+                s = s / tl.load(norm_ptr + b * s_nb + start + n, mask=n_mask, other=1.0)[None, :]
+                s = tl.where(n_mask[None, :], s, float("-inf"))
+                m_new = tl.maximum(m_i, tl.max(s, 1))
+                if HARD:  # keep the values at the running maximum (restart where it rose)
+                    alpha = (m_i == m_new).to(tl.float32)
+                    p = (s == m_new[:, None]).to(tl.float32)
+                else:
+                    alpha = tl.exp(m_i - m_new)
+                    p = tl.exp(s - m_new[:, None])
+                l_i = l_i * alpha + tl.sum(p, 1)
+                m_i = m_new
+                vs = _level_tiles(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc)
+                acc = _dot_each(p, vs, acc, alpha[:, None], IEEE, LOW, True)
+        if HARD:  # the release sums the values of tied maxima; the backward needs the maximum
+            scale = tl.full((BLOCK_M,), 1.0, tl.float32)
+            tl.store(stat_ptr + b * s_sb + m, m_i, mask=m_mask)
+        else:  # the log-sum-exp, from which the backward recomputes the probabilities
+            scale = 1.0 / l_i
+            tl.store(stat_ptr + b * s_sb + m, m_i + tl.log(l_i), mask=m_mask)
+        # unfolded layout (B, C*9, N): channel c, offset o at row c*9 + o, as F.fold reads it
+        _store_unfolded(out_ptr, b, m, m_mask, cv, cv_mask, s_ob, s_oc, acc, scale)
+
+    @triton.jit
     def _pyramid_attention_backward_kv(
         q_ptr, k_ptr, v_ptr, norm_ptr, stat_ptr, delta_ptr, do_ptr, blocks_ptr, dk_ptr, dv_ptr, dnorm_ptr,
         height, width, n_queries, channels_qk, channels_v,
         s_qb, s_qc, s_kb, s_kc, s_vb, s_vc, s_nb, s_sb, s_dob, s_doc, s_dkb, s_dkc, s_dvb, s_dvc,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CQ: tl.constexpr, CV: tl.constexpr,
         HARD: tl.constexpr, IEEE: tl.constexpr, LOW: tl.constexpr,
-    ):
+    ):  # fmt: skip
         """One block of keys of one level: its unfolded key and value gradients and its norms' gradient, over
         all queries (the probabilities recomputed tile by tile)."""
         block = tl.program_id(0)
@@ -226,132 +277,31 @@ if triton is not None:
         cq_mask = cq < channels_qk
         cv = tl.arange(0, CV)
         cv_mask = cv < channels_v
-        k0 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, -1, True)
-        k1 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 0, True)
-        k2 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 1, True)
-        k3 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, -1, True)
-        k4 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 0, True)
-        k5 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 1, True)
-        k6 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, -1, True)
-        k7 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 0, True)
-        k8 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 1, True)
-        v0 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, -1, True)
-        v1 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 0, True)
-        v2 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 1, True)
-        v3 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, -1, True)
-        v4 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 0, True)
-        v5 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 1, True)
-        v6 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, -1, True)
-        v7 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 0, True)
-        v8 = _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 1, True)
+        ks = _level_tiles(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc)
+        vs = _level_tiles(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc)
         norm = tl.load(norm_ptr + b * s_nb + start + n, mask=n_mask, other=1.0)
-        dv0 = tl.zeros((BLOCK_N, CV), tl.float32)
-        dv1 = tl.zeros((BLOCK_N, CV), tl.float32)
-        dv2 = tl.zeros((BLOCK_N, CV), tl.float32)
-        dv3 = tl.zeros((BLOCK_N, CV), tl.float32)
-        dv4 = tl.zeros((BLOCK_N, CV), tl.float32)
-        dv5 = tl.zeros((BLOCK_N, CV), tl.float32)
-        dv6 = tl.zeros((BLOCK_N, CV), tl.float32)
-        dv7 = tl.zeros((BLOCK_N, CV), tl.float32)
-        dv8 = tl.zeros((BLOCK_N, CV), tl.float32)
-        dk0 = tl.zeros((BLOCK_N, CQ), tl.float32)
-        dk1 = tl.zeros((BLOCK_N, CQ), tl.float32)
-        dk2 = tl.zeros((BLOCK_N, CQ), tl.float32)
-        dk3 = tl.zeros((BLOCK_N, CQ), tl.float32)
-        dk4 = tl.zeros((BLOCK_N, CQ), tl.float32)
-        dk5 = tl.zeros((BLOCK_N, CQ), tl.float32)
-        dk6 = tl.zeros((BLOCK_N, CQ), tl.float32)
-        dk7 = tl.zeros((BLOCK_N, CQ), tl.float32)
-        dk8 = tl.zeros((BLOCK_N, CQ), tl.float32)
+        dv = _zeros9(BLOCK_N, CV)
+        dk = _zeros9(BLOCK_N, CQ)
         dnorm = tl.zeros((BLOCK_N,), tl.float32)
         for m0 in range(0, n_queries, BLOCK_M):
             m = m0 + tl.arange(0, BLOCK_M)
             m_mask = m < n_queries
-            y = m // width
-            x = m % width
-            q0 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, -1)
-            q1 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 0)
-            q2 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 1)
-            q3 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, -1)
-            q4 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 0)
-            q5 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 1)
-            q6 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, -1)
-            q7 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 0)
-            q8 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 1)
-            r = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-            r = _dot(q0, k0, r, IEEE, LOW)
-            r = _dot(q1, k1, r, IEEE, LOW)
-            r = _dot(q2, k2, r, IEEE, LOW)
-            r = _dot(q3, k3, r, IEEE, LOW)
-            r = _dot(q4, k4, r, IEEE, LOW)
-            r = _dot(q5, k5, r, IEEE, LOW)
-            r = _dot(q6, k6, r, IEEE, LOW)
-            r = _dot(q7, k7, r, IEEE, LOW)
-            r = _dot(q8, k8, r, IEEE, LOW)
+            qs = _query_tiles(q_ptr, b, m // width, m % width, m_mask, cq, cq_mask, height, width, s_qb, s_qc)
+            r = _patch_dot(qs, ks, tl.zeros((BLOCK_M, BLOCK_N), tl.float32), IEEE, LOW)
             stat = tl.load(stat_ptr + b * s_sb + m, mask=m_mask, other=0.0)
             s, p = _probabilities(r, norm, stat, m_mask, n_mask, HARD)
-            pt = tl.trans(p)
-            do0 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 0)
-            do1 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 1)
-            do2 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 2)
-            do3 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 3)
-            do4 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 4)
-            do5 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 5)
-            do6 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 6)
-            do7 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 7)
-            do8 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 8)
-            dv0 = _dot(pt, do0, dv0, IEEE, LOW)
-            dv1 = _dot(pt, do1, dv1, IEEE, LOW)
-            dv2 = _dot(pt, do2, dv2, IEEE, LOW)
-            dv3 = _dot(pt, do3, dv3, IEEE, LOW)
-            dv4 = _dot(pt, do4, dv4, IEEE, LOW)
-            dv5 = _dot(pt, do5, dv5, IEEE, LOW)
-            dv6 = _dot(pt, do6, dv6, IEEE, LOW)
-            dv7 = _dot(pt, do7, dv7, IEEE, LOW)
-            dv8 = _dot(pt, do8, dv8, IEEE, LOW)
+            dos = _unfolded_tiles(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc)
+            dv = _dot_each(tl.trans(p), dos, dv, 1.0, IEEE, LOW, False)
             if not HARD:  # one-hot attention passes gradients to the values only
-                dp = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-                dp = _dot(do0, v0, dp, IEEE, LOW)
-                dp = _dot(do1, v1, dp, IEEE, LOW)
-                dp = _dot(do2, v2, dp, IEEE, LOW)
-                dp = _dot(do3, v3, dp, IEEE, LOW)
-                dp = _dot(do4, v4, dp, IEEE, LOW)
-                dp = _dot(do5, v5, dp, IEEE, LOW)
-                dp = _dot(do6, v6, dp, IEEE, LOW)
-                dp = _dot(do7, v7, dp, IEEE, LOW)
-                dp = _dot(do8, v8, dp, IEEE, LOW)
+                dp = _patch_dot(dos, vs, tl.zeros((BLOCK_M, BLOCK_N), tl.float32), IEEE, LOW)
                 delta = tl.load(delta_ptr + b * s_sb + m, mask=m_mask, other=0.0)
                 ds = p * (dp - delta[:, None])
                 dnorm -= tl.sum(ds * s, 0) / norm
-                drt = tl.trans(ds / norm[None, :])
-                dk0 = _dot(drt, q0, dk0, IEEE, LOW)
-                dk1 = _dot(drt, q1, dk1, IEEE, LOW)
-                dk2 = _dot(drt, q2, dk2, IEEE, LOW)
-                dk3 = _dot(drt, q3, dk3, IEEE, LOW)
-                dk4 = _dot(drt, q4, dk4, IEEE, LOW)
-                dk5 = _dot(drt, q5, dk5, IEEE, LOW)
-                dk6 = _dot(drt, q6, dk6, IEEE, LOW)
-                dk7 = _dot(drt, q7, dk7, IEEE, LOW)
-                dk8 = _dot(drt, q8, dk8, IEEE, LOW)
+                dk = _dot_each(tl.trans(ds / norm[None, :]), qs, dk, 1.0, IEEE, LOW, False)
         keys = start + n
-        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv0, 0)
-        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv1, 1)
-        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv2, 2)
-        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv3, 3)
-        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv4, 4)
-        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv5, 5)
-        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv6, 6)
-        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv7, 7)
-        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv8, 8)
-        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk0, 0)
-        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk1, 1)
-        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk2, 2)
-        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk3, 3)
-        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk4, 4)
-        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk5, 5)
-        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk6, 6)
-        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk7, 7)
-        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk8, 8)
+        ones = tl.full((BLOCK_N,), 1.0, tl.float32)
+        _store_unfolded(dv_ptr, b, keys, n_mask, cv, cv_mask, s_dvb, s_dvc, dv, ones)
+        _store_unfolded(dk_ptr, b, keys, n_mask, cq, cq_mask, s_dkb, s_dkc, dk, ones)
         tl.store(dnorm_ptr + b * s_nb + keys, dnorm, mask=n_mask)
 
     @triton.jit
@@ -361,47 +311,21 @@ if triton is not None:
         s_qb, s_qc, s_kb, s_kc, s_vb, s_vc, s_nb, s_sb, s_dob, s_doc, s_dqb, s_dqc,
         LEVELS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, CQ: tl.constexpr, CV: tl.constexpr,
         IEEE: tl.constexpr, LOW: tl.constexpr,
-    ):
+    ):  # fmt: skip
         """One block of queries: its unfolded query gradient (soft attention), over all keys of all levels."""
         pid_m = tl.program_id(0)
         b = tl.program_id(1)
         m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         m_mask = m < n_queries
-        y = m // width
-        x = m % width
         cq = tl.arange(0, CQ)
         cq_mask = cq < channels_qk
         cv = tl.arange(0, CV)
         cv_mask = cv < channels_v
-        q0 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, -1)
-        q1 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 0)
-        q2 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, -1, 1)
-        q3 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, -1)
-        q4 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 0)
-        q5 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 0, 1)
-        q6 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, -1)
-        q7 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 0)
-        q8 = _query_tile(q_ptr, b, y, x, m_mask, cq, cq_mask, height, width, s_qb, s_qc, 1, 1)
-        do0 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 0)
-        do1 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 1)
-        do2 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 2)
-        do3 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 3)
-        do4 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 4)
-        do5 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 5)
-        do6 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 6)
-        do7 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 7)
-        do8 = _grad_tile(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc, 8)
+        qs = _query_tiles(q_ptr, b, m // width, m % width, m_mask, cq, cq_mask, height, width, s_qb, s_qc)
+        dos = _unfolded_tiles(do_ptr, b, m, m_mask, cv, cv_mask, s_dob, s_doc)
         stat = tl.load(stat_ptr + b * s_sb + m, mask=m_mask, other=0.0)
         delta = tl.load(delta_ptr + b * s_sb + m, mask=m_mask, other=0.0)
-        dq0 = tl.zeros((BLOCK_M, CQ), tl.float32)
-        dq1 = tl.zeros((BLOCK_M, CQ), tl.float32)
-        dq2 = tl.zeros((BLOCK_M, CQ), tl.float32)
-        dq3 = tl.zeros((BLOCK_M, CQ), tl.float32)
-        dq4 = tl.zeros((BLOCK_M, CQ), tl.float32)
-        dq5 = tl.zeros((BLOCK_M, CQ), tl.float32)
-        dq6 = tl.zeros((BLOCK_M, CQ), tl.float32)
-        dq7 = tl.zeros((BLOCK_M, CQ), tl.float32)
-        dq8 = tl.zeros((BLOCK_M, CQ), tl.float32)
+        dq = _zeros9(BLOCK_M, CQ)
         for level in range(LEVELS):
             start = tl.load(meta_ptr + 3 * level)
             hl = tl.load(meta_ptr + 3 * level + 1)
@@ -411,58 +335,14 @@ if triton is not None:
                 n_mask = n < hl * wl
                 ly = n // wl
                 lx = n % wl
-                k0 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, -1, True)
-                k1 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 0, True)
-                k2 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, -1, 1, True)
-                k3 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, -1, True)
-                k4 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 0, True)
-                k5 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 0, 1, True)
-                k6 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, -1, True)
-                k7 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 0, True)
-                k8 = _level_tile(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc, 1, 1, True)
-                r = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-                r = _dot(q0, k0, r, IEEE, LOW)
-                r = _dot(q1, k1, r, IEEE, LOW)
-                r = _dot(q2, k2, r, IEEE, LOW)
-                r = _dot(q3, k3, r, IEEE, LOW)
-                r = _dot(q4, k4, r, IEEE, LOW)
-                r = _dot(q5, k5, r, IEEE, LOW)
-                r = _dot(q6, k6, r, IEEE, LOW)
-                r = _dot(q7, k7, r, IEEE, LOW)
-                r = _dot(q8, k8, r, IEEE, LOW)
+                ks = _level_tiles(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc)
+                r = _patch_dot(qs, ks, tl.zeros((BLOCK_M, BLOCK_N), tl.float32), IEEE, LOW)
                 norm = tl.load(norm_ptr + b * s_nb + start + n, mask=n_mask, other=1.0)
                 _scores, p = _probabilities(r, norm, stat, m_mask, n_mask, False)
-                dp = tl.zeros((BLOCK_M, BLOCK_N), tl.float32)
-                dp = _dot(do0, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, -1, True), dp, IEEE, LOW)
-                dp = _dot(do1, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 0, True), dp, IEEE, LOW)
-                dp = _dot(do2, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, -1, 1, True), dp, IEEE, LOW)
-                dp = _dot(do3, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, -1, True), dp, IEEE, LOW)
-                dp = _dot(do4, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 0, True), dp, IEEE, LOW)
-                dp = _dot(do5, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 0, 1, True), dp, IEEE, LOW)
-                dp = _dot(do6, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, -1, True), dp, IEEE, LOW)
-                dp = _dot(do7, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 0, True), dp, IEEE, LOW)
-                dp = _dot(do8, _level_tile(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc, 1, 1, True), dp, IEEE, LOW)
-                dr = p * (dp - delta[:, None]) / norm[None, :]
-                dq0 = _dot(dr, tl.trans(k0), dq0, IEEE, LOW)
-                dq1 = _dot(dr, tl.trans(k1), dq1, IEEE, LOW)
-                dq2 = _dot(dr, tl.trans(k2), dq2, IEEE, LOW)
-                dq3 = _dot(dr, tl.trans(k3), dq3, IEEE, LOW)
-                dq4 = _dot(dr, tl.trans(k4), dq4, IEEE, LOW)
-                dq5 = _dot(dr, tl.trans(k5), dq5, IEEE, LOW)
-                dq6 = _dot(dr, tl.trans(k6), dq6, IEEE, LOW)
-                dq7 = _dot(dr, tl.trans(k7), dq7, IEEE, LOW)
-                dq8 = _dot(dr, tl.trans(k8), dq8, IEEE, LOW)
-        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq0, 0)
-        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq1, 1)
-        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq2, 2)
-        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq3, 3)
-        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq4, 4)
-        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq5, 5)
-        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq6, 6)
-        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq7, 7)
-        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq8, 8)
-
-    # fmt: on
+                vs = _level_tiles(v_ptr, b, start, ly, lx, n_mask, cv, cv_mask, hl, wl, s_vb, s_vc)
+                dp = _patch_dot(dos, vs, tl.zeros((BLOCK_M, BLOCK_N), tl.float32), IEEE, LOW)
+                dq = _dot_each(p * (dp - delta[:, None]) / norm[None, :], ks, dq, 1.0, IEEE, LOW, True)
+        _store_unfolded(dq_ptr, b, m, m_mask, cq, cq_mask, s_dqb, s_dqc, dq, tl.full((BLOCK_M,), 1.0, tl.float32))
 
 
 def _block(size: int) -> int:
