@@ -548,6 +548,11 @@ def _factorised_inputs(x: Tensor, sizes, embed_query, embed_key, embed_value, so
     return queries, torch.cat(keys, 1), torch.cat(values, 1), torch.cat(norms, 1)
 
 
+def _split_buffers(queries: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+    """Reused (N, 3d) and (L, 3d) buffers for one sample's split operands (queries and keys: (B, N|L, d))."""
+    return queries.new_empty(queries.shape[1], 3 * queries.shape[2]), keys.new_empty(keys.shape[1], 3 * keys.shape[2])
+
+
 def _scores(
     queries: Tensor, keys: Tensor, onednn: bool, out: Tensor | None, split: tuple[Tensor, Tensor] | None = None
 ) -> Tensor:
@@ -585,9 +590,9 @@ def _factorised_forward(
     scores = None if onednn and not split else queries.new_empty(n, n_keys)  # oneDNN returns its own
     probs = queries.new_empty(n, n_keys)
     low = probs.new_empty(n, n_keys, dtype=pv_dtype) if pv_dtype is not None else None
-    split_buffers = (queries.new_empty(n, 3 * queries.shape[2]), keys.new_empty(n_keys, 3 * keys.shape[2]))
+    split_buffers = _split_buffers(queries, keys) if split else None
     for i in range(b):
-        scores = _scores(queries[i], keys[i], onednn, scores, split_buffers if split else None)
+        scores = _scores(queries[i], keys[i], onednn, scores, split_buffers)
         _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])
         torch.ops.aten._softmax.out(probs, 1, False, out=scores)
         weights = _diagonal_row_sum(scores, probs, width, sizes)
@@ -625,12 +630,9 @@ class _FactorisedAttention(torch.autograd.Function):
         probs = torch.empty(queries.shape[1], keys.shape[1], dtype=dtype, device=queries.device)
         scores = torch.empty_like(probs) if ctx.split or not onednn else None
         work = torch.empty_like(probs)
-        split_buffers = (
-            queries.new_empty(queries.shape[1], 3 * queries.shape[2]),
-            keys.new_empty(keys.shape[1], 3 * keys.shape[2]),
-        )
+        split_buffers = _split_buffers(queries, keys) if ctx.split else None
         for i in range(queries.shape[0]):
-            scores = _scores(queries[i], keys[i], onednn, scores, split_buffers if ctx.split else None)
+            scores = _scores(queries[i], keys[i], onednn, scores, split_buffers)
             s = _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])  # probs holds S for now
             p = torch.softmax(s, 1)
             g = grad[i].to(low or dtype)
