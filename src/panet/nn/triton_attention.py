@@ -76,6 +76,12 @@ if triton is not None:
         )
 
     @triton.jit
+    def _key_block(n0, hl, wl, BLOCK_N: tl.constexpr):
+        """Keys n0 .. n0 + BLOCK_N of an hl x wl level: (index in the level, in-level mask, row, column)."""
+        n = n0 + tl.arange(0, BLOCK_N)
+        return n, n < hl * wl, n // wl, n % wl
+
+    @triton.jit
     def _level_tile(ptr, b, start, ly, lx, n_mask, c, c_mask, hl, wl, s_b, s_c, DY: tl.constexpr, DX: tl.constexpr):
         """(C, BLOCK_N) key or value pixels of one level at offset (DY, DX), zero outside the level."""
         yy = ly + DY
@@ -226,10 +232,7 @@ if triton is not None:
             hl = tl.load(meta_ptr + 3 * level + 1)
             wl = tl.load(meta_ptr + 3 * level + 2)
             for n0 in range(0, hl * wl, BLOCK_N):
-                n = n0 + tl.arange(0, BLOCK_N)
-                n_mask = n < hl * wl
-                ly = n // wl
-                lx = n % wl
+                n, n_mask, ly, lx = _key_block(n0, hl, wl, BLOCK_N)
                 ks = _level_tiles(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc)
                 s = _patch_dot(qs, ks, tl.zeros((BLOCK_M, BLOCK_N), tl.float32), IEEE, LOW)
                 s = s / tl.load(norm_ptr + b * s_nb + start + n, mask=n_mask, other=1.0)[None, :]
@@ -269,10 +272,7 @@ if triton is not None:
         start = tl.load(blocks_ptr + 4 * block)
         hl = tl.load(blocks_ptr + 4 * block + 1)
         wl = tl.load(blocks_ptr + 4 * block + 2)
-        n = tl.load(blocks_ptr + 4 * block + 3) + tl.arange(0, BLOCK_N)
-        n_mask = n < hl * wl
-        ly = n // wl
-        lx = n % wl
+        n, n_mask, ly, lx = _key_block(tl.load(blocks_ptr + 4 * block + 3), hl, wl, BLOCK_N)
         cq = tl.arange(0, CQ)
         cq_mask = cq < channels_qk
         cv = tl.arange(0, CV)
@@ -331,10 +331,7 @@ if triton is not None:
             hl = tl.load(meta_ptr + 3 * level + 1)
             wl = tl.load(meta_ptr + 3 * level + 2)
             for n0 in range(0, hl * wl, BLOCK_N):
-                n = n0 + tl.arange(0, BLOCK_N)
-                n_mask = n < hl * wl
-                ly = n // wl
-                lx = n % wl
+                n, n_mask, ly, lx = _key_block(n0, hl, wl, BLOCK_N)
                 ks = _level_tiles(k_ptr, b, start, ly, lx, n_mask, cq, cq_mask, hl, wl, s_kb, s_kc)
                 r = _patch_dot(qs, ks, tl.zeros((BLOCK_M, BLOCK_N), tl.float32), IEEE, LOW)
                 norm = tl.load(norm_ptr + b * s_nb + start + n, mask=n_mask, other=1.0)
