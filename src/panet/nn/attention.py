@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from panet.hardware import bf16_matmul_math, native_bf16, split_bf16_scores
+from panet.nn import native
 
 __all__ = [
     "PyramidAttention",
@@ -64,11 +66,27 @@ def pyramid_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    # An explicit size samples with ratio in/out, which is PyTorch 1.1's
-    # scale_factor behaviour (newer versions sample with 1/s instead).
+    """Bicubic resize of (B, C, h, w) maps to ``size``, as ``F.interpolate(x, size, mode="bicubic",
+    align_corners=False)``: PyTorch's own weights, applied as two small GEMMs (2.6x faster on the pyramid's
+    shapes, and closer to float64: 5e-7 against PyTorch's kernel's 1.5e-5). In the input's dtype, never autocast's.
+    An explicit size samples with ratio in/out, which is PyTorch 1.1's scale_factor behaviour (newer versions
+    sample with 1/s instead)."""
     if size == tuple(x.shape[-2:]):
         return x
-    return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    b, c, h, w = x.shape
+    rows = _resize_matrix(h, size[0], x.dtype, x.device)
+    columns = _resize_matrix(w, size[1], x.dtype, x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        return torch.matmul(rows, (x.reshape(-1, w) @ columns.t()).view(b, c, h, size[1]))
+
+
+@functools.lru_cache(maxsize=256)
+def _resize_matrix(n_in: int, n_out: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(n_out, n_in): PyTorch's bicubic (align_corners=False) weights along one axis, computed in float64 by
+    resizing the unit vectors (bicubic resizing is separable: each output is a row weights x column weights sum)."""
+    basis = torch.eye(n_in, dtype=torch.float64).view(n_in, 1, n_in, 1)
+    weights = F.interpolate(basis, size=(n_out, 1), mode="bicubic", align_corners=False)[:, 0, :, 0].t()
+    return weights.to(dtype=dtype, device=device).contiguous()
 
 
 # --------------------------------------------------------------------------
@@ -507,10 +525,11 @@ def runs_factorised(
 
 
 def _row_patches(t: Tensor) -> Tensor:
-    """(B, C, h, w) -> (B, h*w, 3C): each pixel's horizontal 1x3 neighbourhood (offsets -1, 0, +1), zero padded."""
+    """(B, C, h, w) -> (B, h*w, 3C): each pixel's horizontal 1x3 neighbourhood (offsets -1, 0, +1; feature
+    i*C + c), zero padded. Built channels-last, so the concatenation copies whole C-long runs."""
     width = t.shape[-1]
-    padded = F.pad(t, (1, 1))
-    return torch.cat([padded[..., i : i + width] for i in range(PATCH)], 1).flatten(2).transpose(1, 2).contiguous()
+    padded = F.pad(t.permute(0, 2, 3, 1), (0, 0, 1, 1))
+    return torch.cat([padded[:, :, i : i + width] for i in range(PATCH)], -1).flatten(1, 2)
 
 
 def _diagonal_row_sum(src: Tensor, dst: Tensor, width: int, sizes) -> Tensor:
@@ -591,15 +610,27 @@ def _factorised_forward(
     probs = queries.new_empty(n, n_keys)
     low = probs.new_empty(n, n_keys, dtype=pv_dtype) if pv_dtype is not None else None
     split_buffers = _split_buffers(queries, keys) if split else None
+    rows_native = _runs_native(queries)
+    inv_norm = norm.reciprocal() if rows_native else None
     for i in range(b):
         scores = _scores(queries[i], keys[i], onednn, scores, split_buffers)
-        _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])
-        torch.ops.aten._softmax.out(probs, 1, False, out=scores)
-        weights = _diagonal_row_sum(scores, probs, width, sizes)
-        if low is not None:
-            weights = low.copy_(weights)
+        if inv_norm is not None:  # the same sums and softmax, row by row in the L1 cache
+            native.softmax_rows(scores, inv_norm[i], probs, width, sizes)
+            weights = native.diagonal_rows(probs, low if low is not None else scores, width, sizes)
+        else:
+            _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])
+            torch.ops.aten._softmax.out(probs, 1, False, out=scores)
+            weights = _diagonal_row_sum(scores, probs, width, sizes)
+            if low is not None:
+                weights = low.copy_(weights)
         pasted[i] = torch.mm(weights, values[i])
     return pasted
+
+
+def _runs_native(t: Tensor) -> bool:
+    """Whether the factorised path's sums and softmax run in :mod:`panet.nn.native`'s kernels (CPU fp32, where
+    they compiled) rather than as PyTorch passes over whole matrices."""
+    return t.device.type == "cpu" and t.dtype == torch.float32 and native.available()
 
 
 class _FactorisedAttention(torch.autograd.Function):
@@ -627,10 +658,13 @@ class _FactorisedAttention(torch.autograd.Function):
             torch.empty_like(values),
             torch.empty_like(norm),
         )
+        split_buffers = _split_buffers(queries, keys) if ctx.split else None
+        if _runs_native(queries):
+            _native_backward(queries, keys, values, norm, grad, width, sizes, low, split_buffers, (dq, dk, dv, dn))
+            return dq, dk, dv, dn, None, None, None, None
         probs = torch.empty(queries.shape[1], keys.shape[1], dtype=dtype, device=queries.device)
         scores = torch.empty_like(probs) if ctx.split or not onednn else None
         work = torch.empty_like(probs)
-        split_buffers = _split_buffers(queries, keys) if ctx.split else None
         for i in range(queries.shape[0]):
             scores = _scores(queries[i], keys[i], onednn, scores, split_buffers)
             s = _diagonal_row_sum(scores, probs, width, sizes).div_(norm[i])  # probs holds S for now
@@ -649,6 +683,28 @@ class _FactorisedAttention(torch.autograd.Function):
             dq[i] = torch.mm(d_scores, keys[i].to(low or dtype))
             dk[i] = torch.mm(d_scores.t(), queries[i].to(low or dtype))
         return dq, dk, dv, dn, None, None, None, None
+
+
+def _native_backward(queries, keys, values, norm, grad, width: int, sizes, low, split_buffers, grads) -> None:
+    """:class:`_FactorisedAttention`'s backward with the row kernels of :mod:`panet.nn.native` (CPU fp32): the
+    same products, with the sums, softmax and its backward done row by row in the cache."""
+    dq, dk, dv, dn = grads
+    n, n_keys = queries.shape[1], keys.shape[1]
+    scores = queries.new_empty(n, n_keys)
+    probs, work, d_weights = torch.empty_like(scores), torch.empty_like(scores), torch.empty_like(scores)
+    low_work = scores.new_empty(n, n_keys, dtype=low) if low is not None else None
+    inv_norm = norm.reciprocal()
+    for i in range(queries.shape[0]):
+        r = _scores(queries[i], keys[i], False, scores, split_buffers)
+        native.softmax_rows(r, inv_norm[i], probs, width, sizes)
+        g = grad[i].to(low) if low is not None else grad[i]
+        d_weights.copy_(torch.mm(g, values[i].t()))  # dW = dO V^T, widened to fp32
+        weights = native.diagonal_rows(probs, low_work if low_work is not None else work, width, sizes)  # R(P)
+        dv[i] = torch.mm(weights.t(), g)
+        native.softmax_backward_rows(r, inv_norm[i], probs, d_weights, work, dn[i], width, sizes)
+        d_scores = native.diagonal_rows(work, low_work if low_work is not None else probs, width, sizes)
+        dq[i] = torch.mm(d_scores, keys[i].to(d_scores.dtype))
+        dk[i] = torch.mm(d_scores.t(), queries[i].to(d_scores.dtype))
 
 
 def _row_overlap_add(pasted: Tensor, height: int, width: int) -> Tensor:
