@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from panet.nn.attention import runs_factorised
+
 Model = Callable[[Tensor], Tensor]
 
 
@@ -110,7 +112,7 @@ def tile_bytes(model, tile: int) -> int:
         return trunk
     keys = sum(int(tile * (1 - i / 10)) ** 2 for i in range(block.levels))
     n_scores = tile * tile * keys
-    if n_scores <= getattr(block, "max_direct_scores", 0):  # the factorised path: 1x3 row patches
+    if runs_factorised(tile, tile, block.levels, hard=block.hard, max_direct_scores=block.max_direct_scores):  # 1x3
         width, scores = 3 * (block.channels // block.reduction + block.channels), 10 * n_scores
     else:  # the tiled kernel: 3x3 patches
         width, scores = (

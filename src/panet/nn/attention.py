@@ -503,10 +503,24 @@ def _pyramid_keys_values(x: Tensor, sizes, embed_key, embed_value) -> tuple[Tens
 
 
 # The factorised path computes each sample's whole N x L score matrix (up to five such buffers at a time, forward and
-# backward) for maps with at most this many scores (64 MB in fp32: maps up to about 41x41). Measured on an AMD
-# Zen 4, 2 threads: at inference 2x faster than the tiled kernel at 36x36 and 1.5x at 40x40, in training 2-2.5x at
-# 24x24-32x32 and 1.3-1.6x at 40x40; at 48x48 no faster (the passes over the matrices leave the cache).
+# backward) for maps with at most this many scores. With PyTorch's operations: 64 MB in fp32, maps up to about
+# 41x41 (AMD Zen 4, 2 threads: at inference 2x faster than the tiled kernel at 36x36 and 1.5x at 40x40, in training
+# 2-2.5x at 24x24-32x32; at 48x48 no faster, its passes over the matrices leave the cache). With the native row
+# kernels (panet.nn.native), which pass over each matrix row by row in the cache: 128 MB, maps up to about 57x57
+# (Intel Xeon with AMX, 2 threads, bf16 autocast, batch of 16: a training step of the block 1.8x faster than the
+# kernel at 48x48, 1.4x at 56x56; at inference 1.5x at 64x64, even at 96x96). Larger maps keep the tiled kernel,
+# whose memory stays bounded.
 DIRECT_SCORES = 1 << 24
+NATIVE_DIRECT_SCORES = 1 << 25
+
+
+def direct_scores_limit(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> int:
+    """The default ``max_direct_scores`` for maps on ``device`` whose scores are computed in ``dtype`` (fp32 under
+    autocast): :data:`NATIVE_DIRECT_SCORES` where the native row kernels run (CPU, fp32), else
+    :data:`DIRECT_SCORES`."""
+    if torch.device(device).type == "cpu" and dtype == torch.float32 and native.available():
+        return NATIVE_DIRECT_SCORES
+    return DIRECT_SCORES
 
 
 def runs_factorised(
@@ -515,13 +529,15 @@ def runs_factorised(
     levels: int,
     *,
     hard: bool = False,
-    max_direct_scores: int = DIRECT_SCORES,
+    max_direct_scores: int | None = None,
 ) -> bool:
     """Whether :func:`pyramid_attention` on a ``height`` x ``width`` map takes the factorised path (1x3 row-patch
     GEMMs over each sample's whole score matrix) rather than the tiled kernel (3x3 patches): soft attention on maps
-    whose N x L score matrix has at most ``max_direct_scores`` elements, at inference and in training alike."""
+    whose N x L score matrix has at most ``max_direct_scores`` elements (None: :func:`direct_scores_limit` of an
+    fp32 map on the CPU), at inference and in training alike."""
+    limit = direct_scores_limit() if max_direct_scores is None else max_direct_scores
     n_keys = sum(hl * wl for hl, wl in pyramid_sizes(height, width, levels))
-    return not hard and height * width * n_keys <= max_direct_scores
+    return not hard and height * width * n_keys <= limit
 
 
 def _row_patches(t: Tensor) -> Tensor:
@@ -786,7 +802,7 @@ def pyramid_attention(
     query_block: int = 512,
     key_block: int = 2048,
     pv_dtype: torch.dtype | None = None,
-    max_direct_scores: int = DIRECT_SCORES,
+    max_direct_scores: int | None = None,
     backend: str = "auto",
 ) -> Tensor:
     """Functional pyramid attention: ``attention(x) + res_scale * x``.
@@ -796,8 +812,9 @@ def pyramid_attention(
     is built from ``x`` itself and the key and value embeddings are applied to
     every level after resizing, as the release does.
 
-    Soft attention on a feature map whose N x L score matrix has at most ``max_direct_scores`` elements (maps up
-    to about 41x41: restore tiles and training patches) takes the factorised path: a third of the GEMM work, each
+    Soft attention on a feature map whose N x L score matrix has at most ``max_direct_scores`` elements (None:
+    :func:`direct_scores_limit`, maps up to about 41x41 or, with the native row kernels, 57x57: restore tiles and
+    training patches) takes the factorised path: a third of the GEMM work, each
     sample's matrix whole (see :func:`runs_factorised`). Larger maps and hard attention run the tiled kernel (:func:`patch_attention`), whose
     memory stays bounded at any size. Both agree to float rounding; limits of 0 always run the kernel.
 
@@ -833,6 +850,10 @@ def pyramid_attention(
             low_dtype=low if low in (torch.bfloat16, torch.float16) else None,
         )  # fmt: skip
         return pasted + res_scale * x
+    if max_direct_scores is None:
+        max_direct_scores = direct_scores_limit(
+            x.device, torch.float32 if torch.is_autocast_enabled(x.device.type) else x.dtype
+        )
     if backend == "auto" and runs_factorised(h, w, levels, hard=hard, max_direct_scores=max_direct_scores):
         pasted = _factorised_attention(x, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, pv_dtype)
         if torch.is_grad_enabled():
@@ -885,7 +906,8 @@ class PyramidAttention(nn.Module):
         norm_eps: keys are divided by max(||k||, norm_eps).
         query_block, key_block: tile size of the kernel (memory / speed trade-off).
         max_direct_scores: maps with at most this many scores (N x L) take the factorised path instead of the
-            tiled kernel, at inference and in training (see :func:`runs_factorised`; 0: never).
+            tiled kernel, at inference and in training (see :func:`runs_factorised`; 0: never; None: as measured
+            fastest, :func:`direct_scores_limit`).
         backend: what runs the other maps: "auto" (SDPA on CUDA, the tiled kernel elsewhere), "kernel", "sdpa" or
             "triton" (every map, the fused Triton kernels)
             (see :func:`pyramid_attention`). Not part of the weights: change it on a loaded model freely.
@@ -910,7 +932,7 @@ class PyramidAttention(nn.Module):
         query_block: int = 512,
         key_block: int = 2048,
         fast: bool = False,
-        max_direct_scores: int = DIRECT_SCORES,
+        max_direct_scores: int | None = None,
         backend: str = "auto",
     ):
         super().__init__()
