@@ -24,26 +24,35 @@ sys.path.insert(0, str(ROOT / "src"))
 CACHE = ROOT / "results" / "baselines"
 
 
-def plan() -> list[tuple[str, tuple, tuple, tuple]]:
-    """(task, levels, sets, baselines) groups: the paper's evaluation plan (Task.benchmarks), in table order."""
+def plan() -> list[tuple[str, tuple, tuple, tuple, int]]:
+    """(task, levels, sets, baselines, colours) groups: the paper's evaluation plan (Task.benchmarks) and the rows
+    added beside it, in table order."""
     from panet.tasks import TASKS
 
-    return [(t.name, b.levels, b.sets, b.baselines) for t in TASKS.values() for b in t.benchmarks]
+    return [(t.name, b.levels, b.sets, b.baselines, b.colors) for t in TASKS.values() for b in t.benchmarks]
+
+
+def record_path(task: str, level, set_name: str, baseline: str, colors: int) -> Path:
+    from panet.evaluation.cache import baseline_method, record_name
+
+    return CACHE / record_name(task, level, set_name, baseline_method(task, baseline, colors))
 
 
 def run_one(job) -> dict:
     """One (task, level, set, baseline), cached image by image (a killed run loses at most one image)."""
-    task, level, set_name, baseline, data_root = job
+    task, level, set_name, baseline, colors, data_root = job
     from panet.data.datasets import EvalPairs, find_set
     from panet.evaluation.baselines import make_baseline
-    from panet.evaluation.cache import cached_evaluation, record_name
+    from panet.evaluation.cache import cached_evaluation
     from panet.tasks import get_task
 
-    pairs = EvalPairs(find_set(set_name, data_root), task=task, level=level, colors=None)
-    scale = int(level) if get_task(task).upscales else 1
-    fields = {"task": task, "level": level, "set": set_name, "baseline": baseline}
+    spec = get_task(task)
+    rgb = spec.scores_rgb(colors)
+    pairs = EvalPairs(find_set(set_name, data_root), task=task, level=level, colors=3 if rgb else None)
+    scale = int(level) if spec.upscales else 1
+    fields = {"task": task, "level": level, "set": set_name, "baseline": baseline} | ({"colors": 3} if rgb else {})
     return cached_evaluation(
-        CACHE / record_name(task, level, set_name, baseline),
+        record_path(task, level, set_name, baseline, colors),
         make_baseline(baseline, task, level),
         pairs,
         set_name=set_name,
@@ -55,7 +64,6 @@ def run_one(job) -> dict:
 def render() -> str:
     from panet import __version__
     from panet.evaluation.baselines import baseline_label
-    from panet.evaluation.cache import record_name
     from panet.tasks import get_task
 
     out = [
@@ -70,9 +78,10 @@ def render() -> str:
         "",
     ]
     missing = []
-    for task, levels, sets, baselines in plan():
+    for task, levels, sets, baselines, colors in plan():
+        rgb = get_task(task).scores_rgb(colors)
         out += [
-            f"## {task}",
+            f"## {task}" + (" (colour images, RGB PSNR)" if rgb else ""),
             "",
             "| set | level | method | PSNR | SSIM | s / image | paper PSNR / SSIM | Δ PSNR |",
             "|---|---|---|---|---|---|---|---|",
@@ -80,15 +89,15 @@ def render() -> str:
         for set_name in sets:
             for level in levels:
                 for baseline in baselines:
-                    path = CACHE / record_name(task, level, set_name, baseline)
-                    label = baseline_label(baseline, task)
+                    path = record_path(task, level, set_name, baseline, colors)
+                    label = baseline_label(baseline, task) + (" (colour)" if rgb else "")
                     lvl = get_task(task).format_level(level)
                     if not path.exists():
                         missing.append(f"{task} {lvl} {set_name} {baseline}")
                         out.append(f"| {set_name} | {lvl} | {label} | not run yet | | | | |")
                         continue
                     r = json.loads(path.read_text())
-                    paper = get_task(task).paper_score(baseline, set_name, level)
+                    paper = None if rgb else get_task(task).paper_score(baseline, set_name, level)
                     if paper is None:
                         paper_txt, delta = "", ""
                     else:
@@ -182,10 +191,8 @@ def main() -> None:
         return
     if not args.data_root:
         parser.error("--data-root is required (or --render)")
-    from panet.evaluation.cache import record_name
-
     jobs = []
-    for task, levels, sets, baselines in plan():
+    for task, levels, sets, baselines, colors in plan():
         if args.only and task != args.only:
             continue
         for set_name in sets:
@@ -193,8 +200,8 @@ def main() -> None:
                 for baseline in baselines:
                     if args.methods and baseline not in args.methods.split(","):
                         continue
-                    if args.fresh or not (CACHE / record_name(task, level, set_name, baseline)).exists():
-                        jobs.append((task, level, set_name, baseline, args.data_root))
+                    if args.fresh or not record_path(task, level, set_name, baseline, colors).exists():
+                        jobs.append((task, level, set_name, baseline, colors, args.data_root))
     # slow jobs first, so the pool stays busy; among them gray (fast) first, then the levels our models target
     jobs.sort(key=lambda j: (j[3] != "bm3d", j[2] not in ("Set12", "BSD68"), j[1] != 50))
     print(f"{len(jobs)} configurations to run", flush=True)

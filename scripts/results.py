@@ -33,7 +33,13 @@ from baselines import plan  # noqa: E402
 from readme_block import replace_block  # noqa: E402
 
 from panet.evaluation.baselines import baseline_label  # noqa: E402
-from panet.evaluation.cache import evaluate_weights, parse_tiling_label, record_name, tiling_label  # noqa: E402
+from panet.evaluation.cache import (  # noqa: E402
+    baseline_method,
+    evaluate_weights,
+    parse_tiling_label,
+    record_name,
+    tiling_label,
+)
 from panet.evaluation.paper import benchmark_rows as plan_for  # noqa: E402
 from panet.tasks import get_task  # noqa: E402
 
@@ -47,10 +53,12 @@ def level_text(task: str, level) -> str:
     return get_task(task).format_level(level)
 
 
-def paper_panet(task: str, set_name: str, level, noise: str | None = None):
+def paper_panet(task: str, set_name: str, level, noise: str | None = None, colors: int | None = None):
     """The paper's PANet / PA-EDSR on a set (release.md section 5): PSNR or (PSNR, SSIM), or None (always for rows
-    degraded with another noise model than the paper's)."""
-    return None if noise else get_task(task).paper_score("panet", set_name, level)
+    degraded with another noise model than the paper's, or scored in RGB where the paper scores the luma)."""
+    if noise or get_task(task).scores_rgb(colors):
+        return None
+    return get_task(task).paper_score("panet", set_name, level)
 
 
 def evaluate(weights, task, level, set_name, data_root, tiling, tile, overlap) -> dict:
@@ -77,18 +85,22 @@ def headline_rows(rows: list[dict]) -> list[dict]:
     return list(chosen.values())
 
 
-def best_baseline(task, level, set_name, noise: str | None = None) -> tuple[str, dict] | None:
+def best_baseline(
+    task, level, set_name, noise: str | None = None, colors: int | None = None
+) -> tuple[str, dict] | None:
     """The classical baseline with the highest PSNR in results/baselines (the input itself excluded). None for rows
-    degraded with another noise model (camera noise): the baselines are scored on the standard degradation."""
+    degraded with another noise model (camera noise): the baselines are scored on the standard degradation.
+    ``colors``: the row's, where a luma task's colour rows are scored in RGB (a record's "colors")."""
     if noise:
         return None
     best = None
-    for group_task, _, _, baselines in plan():
-        if group_task != task:
+    rgb = get_task(task).scores_rgb(colors)
+    for group_task, _, _, baselines, group_colors in plan():
+        if group_task != task or get_task(task).scores_rgb(group_colors) != rgb:
             continue
         # the degraded input counts only where it is the one baseline (the JPEG for artifact removal)
         for b in [b for b in baselines if b != "identity"] or baselines:
-            path = BASELINE_CACHE / record_name(task, level, set_name, b)
+            path = BASELINE_CACHE / record_name(task, level, set_name, baseline_method(task, b, colors))
             if path.exists():
                 r = json.loads(path.read_text())
                 if best is None or r["psnr"] > best[1]["psnr"]:
@@ -109,6 +121,8 @@ TARGETS = [
 def row_level_text(row: dict) -> str:
     """A card row's level, naming its noise model where it is not the task's standard one: 'σ 20 (camera noise)'."""
     text = level_text(row["task"], row["level"])
+    if get_task(row["task"]).scores_rgb(row.get("colors")):
+        text += " (colour, RGB)"
     return f"{text} ({row['noise']} noise)" if row.get("noise") else text
 
 
@@ -164,8 +178,8 @@ def readme_summary() -> list[str]:
     for w in shipped:
         for row in headline_rows(w.card.get("eval", [])):
             task, level, set_name = row["task"], row["level"], row["set"]
-            base = best_baseline(task, level, set_name, row.get("noise"))
-            paper = paper_panet(task, set_name, level, row.get("noise"))
+            base = best_baseline(task, level, set_name, row.get("noise"), row.get("colors"))
+            paper = paper_panet(task, set_name, level, row.get("noise"), row.get("colors"))
             paper = paper[0] if isinstance(paper, tuple) else paper
             out.append(
                 f"| {w.name} | {set_name} | {row_level_text(row)} | {row['psnr']:.2f} | "
@@ -189,7 +203,7 @@ def below_baseline_note(weights) -> list[str]:
 
     losing = []
     for row in weights.card.get("eval", []):
-        base = best_baseline(row["task"], row["level"], row["set"], row.get("noise"))
+        base = best_baseline(row["task"], row["level"], row["set"], row.get("noise"), row.get("colors"))
         if base is not None and row["psnr"] < base[1]["psnr"]:
             losing.append(row)
     if not losing:
@@ -255,14 +269,14 @@ def render() -> str:
         ]
         for row in card.get("eval", []):
             task, level, set_name = row["task"], row["level"], row["set"]
-            base = best_baseline(task, level, set_name, row.get("noise"))
+            base = best_baseline(task, level, set_name, row.get("noise"), row.get("colors"))
             base_txt = (
                 f"{base[0]}: {base[1]['psnr']:.2f} / {base[1]['ssim']:.4f}"
                 if base
                 else ("none on this noise" if row.get("noise") else "not run yet")
             )
             delta = f"{row['psnr'] - base[1]['psnr']:+.2f}" if base else ""
-            paper = paper_panet(task, set_name, level, row.get("noise"))
+            paper = paper_panet(task, set_name, level, row.get("noise"), row.get("colors"))
             out.append(
                 f"| {set_name} | {row_level_text(row)} | {row['psnr']:.2f} / {row['ssim']:.4f} | "
                 f"{protocol_text(row['tiling'])} | {base_txt} | {delta} | {fmt(paper)} |"

@@ -127,6 +127,11 @@ class Task:
         """Channels to read this task's images with, given the network's (None: as stored, where any will do)."""
         return colors if self.any_colors else self.colors
 
+    def scores_rgb(self, colors: int | None) -> bool:
+        """Whether rows for ``colors`` channels of a luma task are scored in RGB (a colour network's, and the
+        baselines beside it), not on the luma the paper scores: their records are named apart."""
+        return self.luma and colors == 3
+
     def on_luma(self, colors: int | None) -> bool:
         """Whether a network with ``colors`` channels (None: unknown, e.g. a baseline) works on the luma of colour
         images: a luma task's gray networks do (and its benchmarks score the Y), its colour networks do not."""
@@ -263,12 +268,12 @@ TASKS: dict[str, Task] = {
     ),
     "car": Task(
         "car",
-        "JPEG compression artifact removal (gray)",
+        "JPEG compression artifact removal",
         1,
         y_channel=False,
         shave_scale=False,
         chop_min_size=6400,
-        label="JPEG artifacts (gray)",
+        label="JPEG artifacts",
         level_name="quality",
         level_title="JPEG quality",
         level_symbol="q",
@@ -309,6 +314,9 @@ TASKS: dict[str, Task] = {
                     ((27.82, 0.7800), (30.12, 0.8541), (31.48, 0.8844), (32.43, 0.9011)),
                 ),
             ),
+            # not the paper's: colour JPEGs (chroma subsampled 4:2:0) scored in RGB, for colour networks, beside
+            # the colour JPEG itself
+            Benchmark(("LIVE1",), (10, 20, 30, 40), 3, ("identity",)),
         ),
     ),
     "demosaic": Task(

@@ -70,6 +70,14 @@ def record_name(task: str, level: float | None, set_name: str, method: str) -> s
     return f"{task}_{'none' if level is None else level}_{set_name}_{method}.json"
 
 
+def baseline_method(task: str, baseline: str, colors: int | None) -> str:
+    """A baseline's name in its record: 'identity', or 'identity-rgb' where a luma task's colour rows score it in
+    RGB (the colour JPEG itself) rather than on the luma (:meth:`panet.tasks.Task.scores_rgb`)."""
+    from panet.tasks import get_task
+
+    return f"{baseline}-rgb" if get_task(task).scores_rgb(colors) else baseline
+
+
 def tiling_label(tiling: str, tile: int, overlap: int) -> str:
     """'legacy' (the release's chop), or 'tile32-8' for tiles of 32 overlapping by 8."""
     return "legacy" if tiling == "legacy" else f"tile{tile}-{overlap}"
@@ -122,4 +130,6 @@ def evaluate_weights(
     fields = {"weights": weights.name, "sha256": digest, "task": task, "level": level, "set": set_name, "tiling": label}
     if noise:
         fields["noise"] = noise
+    if spec.scores_rgb(model.colors):
+        fields["colors"] = model.colors  # scored in RGB, beside the baselines' RGB records
     return cached_evaluation(record_path, restorer, pairs, set_name=set_name, scale=scale, fields=fields)
