@@ -79,6 +79,12 @@ def test_softmax_backward_rows_match_autograd(height, width, levels, threads, mo
     scale = d_scores64.abs().max().item()
     torch.testing.assert_close(d_scores.double(), d_scores64, rtol=1e-4, atol=1e-5 * scale)
     torch.testing.assert_close(d_norm.double(), d_norm64, rtol=1e-4, atol=1e-5 * d_norm64.abs().max().item())
+    # bf16 d_weights (a bf16 GEMM's output) are read as they are: the same as widening them first
+    low = d_weights.to(torch.bfloat16)
+    wide_scaled, wide_norm = torch.empty_like(scores), torch.empty_like(norm)
+    native.softmax_backward_rows(scores, inv, probs, low.float(), wide_scaled, wide_norm, width, sizes)
+    native.softmax_backward_rows(scores, inv, probs, low, d_scaled, d_norm, width, sizes)
+    assert torch.equal(d_scaled, wide_scaled) and torch.equal(d_norm, wide_norm)
 
 
 @needs_native
@@ -117,6 +123,19 @@ def test_attention_with_native_kernels_matches_the_float64_oracle(batch, height,
         (n, p.grad, q.grad) for (n, p), (_, q) in zip(block.named_parameters(), oracle.named_parameters())
     ]:
         torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5 * b.abs().max().item(), msg=name)
+
+
+@needs_native
+def test_fp16_products_keep_the_pytorch_operations():
+    # the kernels write fp32 or bf16 only: fp16 autocast on a CPU takes the PyTorch operations, same results
+    torch.manual_seed(2)
+    block = PyramidAttention(16, 2)
+    x = torch.randn(1, 16, 12, 12)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.float16):
+        fast = block(x)
+        with native.disabled():
+            slow = block(x)
+    assert torch.equal(fast, slow)
 
 
 @needs_native

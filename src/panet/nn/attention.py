@@ -626,7 +626,7 @@ def _factorised_forward(
     probs = queries.new_empty(n, n_keys)
     low = probs.new_empty(n, n_keys, dtype=pv_dtype) if pv_dtype is not None else None
     split_buffers = _split_buffers(queries, keys) if split else None
-    rows_native = _runs_native(queries)
+    rows_native = _runs_native(queries, pv_dtype)
     inv_norm = norm.reciprocal() if rows_native else None
     for i in range(b):
         scores = _scores(queries[i], keys[i], onednn, scores, split_buffers)
@@ -643,10 +643,10 @@ def _factorised_forward(
     return pasted
 
 
-def _runs_native(t: Tensor) -> bool:
-    """Whether the factorised path's sums and softmax run in :mod:`panet.nn.native`'s kernels (CPU fp32, where
-    they compiled) rather than as PyTorch passes over whole matrices."""
-    return t.device.type == "cpu" and t.dtype == torch.float32 and native.available()
+def _runs_native(t: Tensor, low: torch.dtype | None) -> bool:
+    """Whether the factorised path's sums and softmax run in :mod:`panet.nn.native`'s kernels (CPU fp32 scores,
+    products in fp32 or bf16, where they compiled) rather than as PyTorch passes over whole matrices."""
+    return t.device.type == "cpu" and t.dtype == torch.float32 and low in (None, torch.bfloat16) and native.available()
 
 
 class _FactorisedAttention(torch.autograd.Function):
@@ -675,7 +675,7 @@ class _FactorisedAttention(torch.autograd.Function):
             torch.empty_like(norm),
         )
         split_buffers = _split_buffers(queries, keys) if ctx.split else None
-        if _runs_native(queries):
+        if _runs_native(queries, low):
             _native_backward(queries, keys, values, norm, grad, width, sizes, low, split_buffers, (dq, dk, dv, dn))
             return dq, dk, dv, dn, None, None, None, None
         probs = torch.empty(queries.shape[1], keys.shape[1], dtype=dtype, device=queries.device)
@@ -707,14 +707,15 @@ def _native_backward(queries, keys, values, norm, grad, width: int, sizes, low, 
     dq, dk, dv, dn = grads
     n, n_keys = queries.shape[1], keys.shape[1]
     scores = queries.new_empty(n, n_keys)
-    probs, work, d_weights = torch.empty_like(scores), torch.empty_like(scores), torch.empty_like(scores)
+    probs, work = torch.empty_like(scores), torch.empty_like(scores)
+    d_weights = scores.new_empty(n, n_keys, dtype=low or scores.dtype)  # read by the kernel in the GEMM's dtype
     low_work = scores.new_empty(n, n_keys, dtype=low) if low is not None else None
     inv_norm = norm.reciprocal()
     for i in range(queries.shape[0]):
         r = _scores(queries[i], keys[i], False, scores, split_buffers)
         native.softmax_rows(r, inv_norm[i], probs, width, sizes)
         g = grad[i].to(low) if low is not None else grad[i]
-        d_weights.copy_(torch.mm(g, values[i].t()))  # dW = dO V^T, widened to fp32
+        torch.mm(g, values[i].t(), out=d_weights)  # dW = dO V^T
         weights = native.diagonal_rows(probs, low_work if low_work is not None else work, width, sizes)  # R(P)
         dv[i] = torch.mm(weights.t(), g)
         native.softmax_backward_rows(r, inv_norm[i], probs, d_weights, work, dn[i], width, sizes)

@@ -102,7 +102,16 @@ def _declare(library: ctypes.CDLL) -> None:
     shape: list[type] = [number] * 4 + [pointer, pointer, number]  # height, width, keys, levels, sizes, threads
     library.panet_softmax_rows.argtypes = [pointer, pointer, pointer, *shape]
     library.panet_diagonal_rows.argtypes = [pointer, pointer, number, *shape]
-    library.panet_softmax_backward_rows.argtypes = [pointer, pointer, pointer, pointer, pointer, pointer, *shape]
+    library.panet_softmax_backward_rows.argtypes = [
+        pointer,
+        pointer,
+        pointer,
+        pointer,
+        number,
+        pointer,
+        pointer,
+        *shape,
+    ]
     for name in ("panet_softmax_rows", "panet_diagonal_rows", "panet_softmax_backward_rows"):
         getattr(library, name).restype = number
 
@@ -201,8 +210,12 @@ def softmax_backward_rows(
     scores: Tensor, inv_norm: Tensor, probs: Tensor, d_weights: Tensor, d_scaled: Tensor, d_norm: Tensor, width, sizes
 ) -> None:
     """The softmax's backward pass for ``probs = softmax(S)``, ``S = diag(scores) * inv_norm``, given
-    ``d_weights`` whose ``diag`` is dL/dP: writes ``d_scaled = dS * inv_norm`` (N, L) and ``d_norm`` (L,), the
-    gradient for the norms that divide S."""
-    _check(scores, inv_norm, probs, d_weights, d_scaled, d_norm)
-    pointers = (t.data_ptr() for t in (scores, inv_norm, probs, d_weights, d_scaled, d_norm))
-    _call("panet_softmax_backward_rows", *pointers, *_layout(scores, width, sizes))
+    ``d_weights`` (fp32 or bf16) whose ``diag`` is dL/dP: writes ``d_scaled = dS * inv_norm`` (N, L) and
+    ``d_norm`` (L,), the gradient for the norms that divide S."""
+    _check(scores, inv_norm, probs, d_scaled, d_norm, bf16=d_weights)
+    if d_weights.shape != scores.shape:
+        raise ValueError(f"d_weights {tuple(d_weights.shape)} and scores {tuple(scores.shape)} differ")
+    bf16 = int(d_weights.dtype == torch.bfloat16)
+    pointers = [t.data_ptr() for t in (scores, inv_norm, probs, d_weights)]
+    outputs = [t.data_ptr() for t in (d_scaled, d_norm)]
+    _call("panet_softmax_backward_rows", *pointers, bf16, *outputs, *_layout(scores, width, sizes))

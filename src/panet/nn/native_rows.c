@@ -67,6 +67,38 @@ static void diagonal_row(const Layout *g, const float *src, long p, float *restr
     }
 }
 
+/* out = diag(src)[p] for a bf16 src (uint16 storage), widened exactly to fp32 */
+static inline float from_bf16(uint16_t h) {
+    const uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static void diagonal_row_bf16(const Layout *g, const uint16_t *src, long p, float *restrict out) {
+    const long L = g->n_keys;
+    const long y = p / g->width;
+    const uint16_t *centre = src + p * L;
+    const uint16_t *up = y > 0 ? centre - (long)g->width * L : NULL;
+    const uint16_t *down = y < g->height - 1 ? centre + (long)g->width * L : NULL;
+    for (long k = 0; k < L; k++) out[k] = from_bf16(centre[k]);
+    long start = 0;
+    for (int l = 0; l < g->levels; l++) {
+        const long wl = g->lw[l], size = (long)g->lh[l] * wl;
+        if (up) {
+            float *restrict o = out + start + wl;
+            const uint16_t *restrict a = up + start;
+            for (long k = 0; k < size - wl; k++) o[k] += from_bf16(a[k]);
+        }
+        if (down) {
+            float *restrict o = out + start;
+            const uint16_t *restrict a = down + start + wl;
+            for (long k = 0; k < size - wl; k++) o[k] += from_bf16(a[k]);
+        }
+        start += size;
+    }
+}
+
 static inline float exp_poly(float x) {
     /* e^x for x <= 0 (softmax arguments): 2^n e^z, n = round(x / ln 2), |z| <= ln 2 / 2, Taylor to z^6 */
     x = x < -87.0f ? -87.0f : x;
@@ -188,10 +220,11 @@ int panet_diagonal_rows(const float *src, void *dst, int bf16, int height, int w
 
 /* The softmax's backward for S = diag(scores) * inv_norm, P = softmax(S) (probs), dP = diag(d_weights):
    dS = P * (dP - rowsum(P * dP)); d_scaled = dS * inv_norm (row by row, fp32);
-   d_norm = -colsum(S * dS) * inv_norm (the gradient for the key norms, which divide S). */
-int panet_softmax_backward_rows(const float *scores, const float *inv_norm, const float *probs, const float *d_weights,
-                                float *d_scaled, float *d_norm, int height, int width, int n_keys, int levels,
-                                const int *lh, const int *lw, int threads) {
+   d_norm = -colsum(S * dS) * inv_norm (the gradient for the key norms, which divide S).
+   d_weights is fp32, or bf16 (uint16 storage) with d_weights_bf16 = 1: the product of bf16 GEMMs, read as is. */
+int panet_softmax_backward_rows(const float *scores, const float *inv_norm, const float *probs, const void *d_weights,
+                                int d_weights_bf16, float *d_scaled, float *d_norm, int height, int width, int n_keys,
+                                int levels, const int *lh, const int *lw, int threads) {
     Layout g;
     int bad = layout(&g, height, width, n_keys, levels, lh, lw);
     if (bad) return bad;
@@ -217,7 +250,10 @@ int panet_softmax_backward_rows(const float *scores, const float *inv_norm, cons
             failed = 3;
         } else {
             for (long p = p0; p < p1; p++) {
-                diagonal_row(&g, d_weights, p, dp);
+                if (d_weights_bf16)
+                    diagonal_row_bf16(&g, (const uint16_t *)d_weights, p, dp);
+                else
+                    diagonal_row(&g, (const float *)d_weights, p, dp);
                 diagonal_row(&g, scores, p, s);
                 const float *restrict prob = probs + p * L;
                 float lanes[LANES], dot = 0.0f;
