@@ -52,13 +52,14 @@ def time_steps(
     import torch
 
     from panet import create_model
+    from panet.train.loop import place_batch, place_model
 
     torch.manual_seed(0)
-    model = create_model(model_name, **overrides).to(device).train()
+    model = place_model(create_model(model_name, **overrides), device).train()  # as panet train places it
     optimizer = torch.optim.Adam(model.parameters(), 1e-4)
     s = model.scale
-    x = torch.rand(batch, model.colors, patch, patch, device=device)
-    y = torch.rand(batch, model.colors, patch * s, patch * s, device=device)
+    x = place_batch(torch.rand(batch, model.colors, patch, patch), device)
+    y = place_batch(torch.rand(batch, model.colors, patch * s, patch * s), device)
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
     times = []
     for i in range(steps + 1):

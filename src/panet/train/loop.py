@@ -29,6 +29,22 @@ from panet.train.config import TrainConfig, data_folders
 from panet.train.validation import validate, validation_files, validation_reference
 
 # what a run writes into its out_dir atomically
+# Training runs channels-last: oneDNN's native layout, so the convolutions and their gradients skip a reorder per
+# call (panet-dn-s under bf16 autocast on an AMX Xeon: 1.19x per step at 24x24 on one core, 1.1x at 32x32 on two).
+# The attention takes either layout; weights are saved contiguous.
+MEMORY_FORMAT = torch.channels_last
+
+
+def place_model(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """The network on ``device`` in the training layout (:data:`MEMORY_FORMAT`)."""
+    return model.to(device).to(memory_format=MEMORY_FORMAT)  # type: ignore[call-overload]  # typeshed lacks it
+
+
+def place_batch(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A (B, C, H, W) batch on ``device`` in the training layout."""
+    return x.to(device, non_blocking=True, memory_format=MEMORY_FORMAT)
+
+
 RUN_FILES = ("checkpoint.pt", "weights.safetensors", "card.json", "log.csv", "val_reference.json", "curves.png")
 
 
@@ -123,7 +139,7 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
     model = create_model(config.model, **config.model_overrides)
     if config.init and not resume:
         load_init_weights(model, config.init, config.init_skip, config.init_fold_colors)
-    model.to(device)
+    place_model(model, device)
     optimizer = torch.optim.Adam(
         model.parameters(),
         lr=config.optim.lr,
@@ -231,7 +247,7 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
     first_step = step
     try:
         for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = place_batch(x, device), place_batch(y, device)
             with autocast:
                 loss = torch.nn.functional.l1_loss(net(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
