@@ -99,10 +99,10 @@ def worker(spec: dict) -> dict:
     from panet.evaluation.metrics import psnr
     from panet.hardware import resolve_precision
     from panet.inference.restore import resolve_tiling, run_network
-    from panet.zoo.pretrained import find_weights, load_model
+    from panet.zoo.resolver import resolve_network
 
     clean, noisy = photo(Path(spec["data_root"]), spec["size"])
-    model = load_model(find_weights("denoise", None, 3).name).eval()
+    model = resolve_network("denoise", None, colors=3).model  # as panet restore loads it
     counter = FlopCount(model)
     tile, overlap = resolve_tiling(model, "cpu")
     mode = spec["mode"]

@@ -29,7 +29,8 @@ class ResBlock(nn.Module):
         object.__setattr__(self, "_act", act)  # shared, owned by the network
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv2(self._act(self.conv1(x))) * self.res_scale
+        res = self.conv2(self._act(self.conv1(x)))
+        return x + (res * self.res_scale if self.res_scale != 1 else res)  # x * 1.0 is x: skip the pass
 
 
 class Upsampler(nn.Sequential):
