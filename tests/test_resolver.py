@@ -130,3 +130,16 @@ def test_a_noise_model_picks_weights_trained_on_it_and_only_then(tmp_path, monke
         cwd=tmp_path,
     )
     assert run.returncode == 2 and "leave out --sigma" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_loaded_networks_run_channels_last_with_the_same_output():
+    network = resolver.resolve_network("denoise", 25, colors=3)
+    convs = [m.weight for m in network.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    from panet.zoo.pretrained import load_model
+
+    plain = load_model(network.choice.name)  # the same file, loaded plainly
+    assert not plain.head.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(network.model(x), plain.eval()(x), rtol=1e-5, atol=1e-5)

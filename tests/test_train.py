@@ -385,3 +385,23 @@ def test_split_bf16_scores_follow_the_measured_speed(monkeypatch):
         hardware.split_bf16_speedup.cache_clear()
     hardware.split_bf16_speedup.cache_clear()
     assert hardware.split_bf16_speedup("cpu") >= 0.0  # the real measurement runs
+
+
+def test_training_layout_is_channels_last_and_saved_weights_are_plain(tmp_path):
+    from panet import create_model
+    from panet.train.loop import place_batch, place_model
+    from panet.zoo.weights import load_weights, save_weights
+
+    model = place_model(create_model("panet-dn-s", blocks=2, features=8), "cpu")
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    x = place_batch(torch.rand(2, 3, 12, 12), "cpu")
+    assert x.is_contiguous(memory_format=torch.channels_last)
+    plain = create_model("panet-dn-s", blocks=2, features=8)
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():  # the same network in either layout
+        torch.testing.assert_close(model(x), plain(x.contiguous()), rtol=1e-5, atol=1e-5)
+    save_weights(model, tmp_path / "w.safetensors")
+    loaded = load_weights(tmp_path / "w.safetensors")
+    for (name, a), (_, b) in zip(loaded.state_dict().items(), plain.state_dict().items()):
+        assert a.is_contiguous() and torch.equal(a, b), name
