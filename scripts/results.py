@@ -500,6 +500,7 @@ def main() -> None:
                         "seconds": round(r["seconds"], 3),
                         "tiling": label,
                         **({"noise": w.noise} if w.noise else {}),
+                        **({"colors": w.colors} if get_task(task).scores_rgb(w.colors) else {}),
                     }
                 )
             update_card(w, rows)
