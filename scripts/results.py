@@ -142,7 +142,11 @@ def targets_table(shipped) -> list[str]:
                 r
                 for w in by_width
                 for r in headline_rows(w.card.get("eval", []))
-                if r["task"] == task and r["set"] == set_name and r["level"] == level and not r.get("noise")
+                if r["task"] == task
+                and r["set"] == set_name
+                and r["level"] == level
+                and not r.get("noise")
+                and not r.get("colors")  # the targets are the paper's rows (luma for CAR), not RGB ones
             ),
             None,
         )
