@@ -190,6 +190,16 @@ def test_switched_off_or_without_a_compiler_the_attention_still_runs(tmp_path):
 
 
 @needs_native
+def test_an_unwritable_cache_folder_builds_in_a_temporary_one(tmp_path):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")  # the cache folder would have to be made inside a file
+    done = _fresh_python(PROBE, PANET_CACHE=str(blocked / "cache"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "True" and "panet-native-" in lines[1] and lines[2] == "(1, 8, 9, 9)"
+
+
+@needs_native
 def test_the_build_is_cached_per_source_compiler_and_cpu(tmp_path):
     first = _fresh_python(PROBE, PANET_CACHE=str(tmp_path))
     assert first.returncode == 0, first.stderr

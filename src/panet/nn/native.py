@@ -70,8 +70,13 @@ def _compiler() -> str | None:
     return shutil.which(name)
 
 
+class CompileError(OSError):
+    """No flag set compiled the kernels with this compiler."""
+
+
 def _build(compiler: str, folder: Path) -> Path:
-    """The compiled library (cached), or OSError / subprocess errors when no flag set compiles."""
+    """The compiled library (cached in ``folder``); CompileError when no flag set compiles, OSError when
+    ``folder`` cannot be written."""
     source = SOURCE.read_bytes()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     key = hashlib.sha256(source + version.encode() + _cpu_identity().encode() + repr(FLAG_SETS).encode())
@@ -94,7 +99,7 @@ def _build(compiler: str, folder: Path) -> Path:
             return target
         os.unlink(temporary)
         errors.append(done.stderr.strip().splitlines()[-1:] or ["?"])
-    raise OSError(f"{compiler} could not compile {SOURCE.name}: {errors[-1][0]}")
+    raise CompileError(f"{compiler} could not compile {SOURCE.name}: {errors[-1][0]}")
 
 
 def _declare(library: ctypes.CDLL) -> None:
@@ -131,8 +136,10 @@ def _load() -> ctypes.CDLL | None:
         try:
             try:
                 path = _build(compiler, _cache_dir())
-            except PermissionError:
-                path = _build(compiler, Path(tempfile.gettempdir()) / f"panet-{os.getuid()}")
+            except CompileError:
+                raise
+            except OSError:  # the cache folder cannot be written (read-only home): a private temporary one
+                path = _build(compiler, Path(tempfile.mkdtemp(prefix="panet-native-")))
             library = ctypes.CDLL(str(path))
             _declare(library)
         except (OSError, subprocess.SubprocessError, AttributeError) as error:
