@@ -38,6 +38,7 @@ from torch import Tensor
 
 from panet.hardware import bf16_matmul_math, native_bf16, split_bf16_scores
 from panet.nn import native
+from panet.nn.blocks import SingleSlopePReLU
 
 __all__ = [
     "PyramidAttention",
@@ -891,7 +892,7 @@ class ConvPReLU(nn.Sequential):
     """1x1 convolution with bias, then a PReLU with one slope: the release's embedding."""
 
     def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(nn.Conv2d(in_channels, out_channels, 1), nn.PReLU())
+        super().__init__(nn.Conv2d(in_channels, out_channels, 1), SingleSlopePReLU())
 
 
 class PyramidAttention(nn.Module):

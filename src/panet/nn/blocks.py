@@ -2,13 +2,55 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
+
+from panet.nn import native
 
 
 def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
     """3x3 convolution with bias and 'same' zero padding (the release's default_conv)."""
     return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
+class SingleSlopePReLU(nn.PReLU):
+    """``nn.PReLU()`` (one slope for every channel; the same parameter and state-dict key) whose backward, in bf16
+    training on a CPU, runs in :mod:`panet.nn.native`: PyTorch's PReLU backward took ~9% of a bf16 training step
+    of the small recipes (one core of an AMX Xeon), the kernel a twentieth of that. Forward and gradients as
+    PyTorch's, the slope's gradient summed in fp32 (PyTorch rounds each element's term to bf16 first)."""
+
+    def __init__(self, init: float = 0.25):
+        super().__init__(1, init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if torch.jit.is_scripting():  # exported networks: PyTorch's PReLU
+            return F.prelu(x, self.weight)
+        return self._eager(x)
+
+    @torch.jit.unused
+    def _eager(self, x: Tensor) -> Tensor:
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        if x.requires_grad and x.dtype == torch.bfloat16 and x.device.type == "cpu" and dense and native.available():
+            return _SingleSlopePReLU.apply(x, self.weight)
+        return F.prelu(x, self.weight)
+
+
+class _SingleSlopePReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
+        slope = weight.to(x.dtype)  # as autocast hands F.prelu the slope
+        ctx.save_for_backward(x, slope)
+        ctx.weight_dtype = weight.dtype
+        return F.prelu(x, slope)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, slope = ctx.saved_tensors
+        layout = torch.contiguous_format if x.is_contiguous() else torch.channels_last
+        grad_x, grad_slope = native.prelu_backward(x, grad.contiguous(memory_format=layout), float(slope))
+        return grad_x, grad_slope.reshape(slope.shape).to(ctx.weight_dtype)
 
 
 class ResBlock(nn.Module):

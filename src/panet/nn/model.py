@@ -22,7 +22,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from panet.nn.attention import PyramidAttention
-from panet.nn.blocks import ResBlock, Upsampler, conv3x3
+from panet.nn.blocks import ResBlock, SingleSlopePReLU, Upsampler, conv3x3
 
 # DIV2K RGB mean used by the release's MeanShift layers (rgb_range 1).
 DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
@@ -95,7 +95,7 @@ class PANet(nn.Module):
         self.colors, self.scale, self.features, self.blocks = colors, scale, features, blocks
         self.attention_index = blocks // 2 if attention_levels > 0 else None
         # One activation module for the whole trunk (see ResBlock).
-        self.act = nn.PReLU() if act == "prelu" else nn.ReLU(inplace=True)
+        self.act = SingleSlopePReLU() if act == "prelu" else nn.ReLU(inplace=True)
         self.head = conv3x3(colors, features)
         body: list[nn.Module] = [ResBlock(features, self.act, res_scale) for _ in range(blocks // 2)]
         if attention_levels > 0:

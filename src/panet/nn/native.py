@@ -117,7 +117,21 @@ def _declare(library: ctypes.CDLL) -> None:
         pointer,
         *shape,
     ]
-    for name in ("panet_softmax_rows", "panet_diagonal_rows", "panet_softmax_backward_rows"):
+    library.panet_prelu_backward_bf16.argtypes = [
+        pointer,
+        pointer,
+        ctypes.c_float,
+        pointer,
+        pointer,
+        ctypes.c_long,
+        number,
+    ]
+    for name in (
+        "panet_softmax_rows",
+        "panet_diagonal_rows",
+        "panet_softmax_backward_rows",
+        "panet_prelu_backward_bf16",
+    ):
         getattr(library, name).restype = number
 
 
@@ -226,3 +240,19 @@ def softmax_backward_rows(
     pointers = [t.data_ptr() for t in (scores, inv_norm, probs, d_weights)]
     outputs = [t.data_ptr() for t in (d_scaled, d_norm)]
     _call("panet_softmax_backward_rows", *pointers, bf16, *outputs, *_layout(scores, width, sizes))
+
+
+def prelu_backward(x: Tensor, grad: Tensor, slope: float) -> tuple[Tensor, Tensor]:
+    """The gradients of ``F.prelu(x, w)`` for one slope ``w`` shared by every element, for bf16 CPU tensors of
+    the same layout (dense, equal strides): ``grad_x`` (bf16, ``x``'s layout) and the slope's gradient (fp32, 0-d),
+    summed in fp32."""
+    if x.dtype != torch.bfloat16 or grad.dtype != torch.bfloat16 or x.device.type != "cpu":
+        raise ValueError("prelu_backward takes bf16 CPU tensors")
+    dense = x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
+    if x.shape != grad.shape or x.stride() != grad.stride() or not dense:
+        raise ValueError("prelu_backward takes x and grad of one dense layout")
+    grad_x = torch.empty_like(x)
+    grad_slope = torch.zeros((), dtype=torch.float32)
+    pointers = (x.data_ptr(), grad.data_ptr(), float(slope), grad_x.data_ptr(), grad_slope.data_ptr())
+    _call("panet_prelu_backward_bf16", *pointers, x.numel(), torch.get_num_threads())
+    return grad_x, grad_slope
