@@ -29,12 +29,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from ablation import EVAL as ABLATION_TASKS  # noqa: E402
 from ablation import VARIANTS  # noqa: E402
 from baselines import CACHE as BASELINE_CACHE  # noqa: E402
-from baselines import plan  # noqa: E402
+from baselines import plan, record_path  # noqa: E402
 from readme_block import replace_block  # noqa: E402
 
 from panet.evaluation.baselines import baseline_label  # noqa: E402
 from panet.evaluation.cache import (  # noqa: E402
-    baseline_method,
     evaluate_weights,
     parse_tiling_label,
     record_name,
@@ -100,7 +99,7 @@ def best_baseline(
             continue
         # the degraded input counts only where it is the one baseline (the JPEG for artifact removal)
         for b in [b for b in baselines if b != "identity"] or baselines:
-            path = BASELINE_CACHE / record_name(task, level, set_name, baseline_method(task, b, colors))
+            path = record_path(task, level, set_name, b, colors)
             if path.exists():
                 r = json.loads(path.read_text())
                 if best is None or r["psnr"] > best[1]["psnr"]:
