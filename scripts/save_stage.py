@@ -32,6 +32,9 @@ def save_stage(run: Path, name: str, stage: int, notes: str, out: Path = ROOT / 
         stage=stage,
         iterations=steps + (int(previous["iterations"]) if previous else 0),
         stage_iterations=steps,
+        # a later stage's recipe plans the steps still to go: the whole plan adds the steps already done
+        planned_iterations=int(card.get("planned_iterations", steps))
+        + (int(previous["iterations"]) if previous else 0),
         validation={
             **{f"step {r['step']}": round(float(r["val_psnr"]), 4) for r in rows if r.get("val_psnr")},
             reference["baseline"]: round(reference["psnr"], 4),

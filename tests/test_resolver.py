@@ -36,6 +36,24 @@ def test_image_colours_choose_between_the_gray_and_the_colour_denoiser():
     assert shipped[colour.name].colors == 3 and shipped[gray.name].colors == 1
 
 
+@pytest.mark.parametrize("quality", [10, 25, 40])
+def test_colour_jpegs_go_to_a_colour_car_network_and_gray_ones_to_a_gray_one(quality):
+    shipped = {w.name: w for w in list_weights(task="car")}
+    colour = resolver.choose_network("car", quality, colors=3)
+    gray = resolver.choose_network("car", quality, colors=1)
+    assert shipped[colour.name].colors == 3 and shipped[gray.name].colors == 1
+    # the colour network restores all three channels of a colour JPEG: its chroma changes too (the luma path
+    # of a gray network keeps the JPEG's Cb and Cr)
+    jpeg = np.random.default_rng(quality).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    out = np.asarray(panet.restore(jpeg, task="car", quality=quality))
+    assert out.shape == jpeg.shape
+
+    def chroma(rgb):
+        return rgb.astype(np.float64) @ np.array([[-0.168736, 0.5], [-0.331264, -0.418688], [0.5, -0.081312]])
+
+    assert np.abs(chroma(out) - chroma(jpeg)).mean() > 1.0
+
+
 def test_networks_load_once_and_the_cache_is_bounded():
     first = resolver.resolve_network("denoise", 25, colors=3)
     again = resolver.resolve_network("denoise", 30, colors=3)  # the same file covers both levels
