@@ -2,7 +2,7 @@
 
 The factorised attention (:mod:`panet.nn.attention`) spends most of its CPU time outside its GEMMs: PyTorch runs
 the vertical patch sums and the softmax as about a dozen passes over each sample's whole N x L matrix. The C
-kernels in ``native_rows.c`` do the same work one query row at a time while it sits in the L1 cache (1.6-2x the
+kernels in ``native_rows.c`` do the same work one query row at a time while it sits in the L1 cache (1.4-1.6x the
 attention's speed on an AMX Xeon, see docs/performance.md). They are compiled with the system's C compiler (``$CC``
 or ``cc``) for this CPU (``-march=native``) the first time they are needed, in about a second, into
 ``$PANET_CACHE`` (default ``~/.cache/panet``) under a name that hashes the source, the compiler and the CPU, so a
@@ -88,17 +88,20 @@ def _build(compiler: str, folder: Path) -> Path:
     for flags in FLAG_SETS:
         handle, temporary = tempfile.mkstemp(suffix=".so", dir=folder)
         os.close(handle)
-        done = subprocess.run(
-            [compiler, *flags, "-shared", "-fPIC", "-o", temporary, str(SOURCE)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if done.returncode == 0:
-            os.replace(temporary, target)  # atomic: a concurrent process sees no half-written library
-            return target
-        os.unlink(temporary)
-        errors.append(done.stderr.strip().splitlines()[-1:] or ["?"])
+        try:
+            done = subprocess.run(
+                [compiler, *flags, "-shared", "-fPIC", "-o", temporary, str(SOURCE)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            if done.returncode == 0:
+                os.replace(temporary, target)  # atomic: a concurrent process sees no half-written library
+                return target
+            errors.append(done.stderr.strip().splitlines()[-1:] or ["?"])
+        finally:
+            if os.path.exists(temporary):  # a failed or interrupted build leaves nothing behind
+                os.unlink(temporary)
     raise CompileError(f"{compiler} could not compile {SOURCE.name}: {errors[-1][0]}")
 
 
