@@ -77,8 +77,9 @@ def main() -> None:
     name = args.name or recipe_name(card.get("command", "")) or card["preset"]
     card["name"] = name
     notes = recipe_notes(card.get("command", ""))
-    if notes:
+    if notes and run.suffix != ".safetensors":
         card["notes"] = notes  # why the recipe is what it is (blind range or per level, size, data), from its comments
+    # a committed stage keeps its own notes: the recipe's comments have moved on to describe the next stage
     init = (card.get("config") or {}).get("init")
     if init and (ROOT / init).is_file() and "init" not in card:
         card["init"] = init_record(ROOT / init, init)

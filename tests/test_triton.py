@@ -22,6 +22,7 @@ CHECKS = textwrap.dedent(
     assert os.environ["TRITON_INTERPRET"] == "1"
     import torch
     from panet.nn.attention import PyramidAttention, _resize, pyramid_sizes
+    from panet.nn.blocks import SingleSlopePReLU
     from panet.nn.reference import reference_module
     from panet.nn.triton_attention import triton_pyramid_attention
 
@@ -31,6 +32,22 @@ CHECKS = textwrap.dedent(
     def gradients(out, inputs, grad):
         found = torch.autograd.grad(out, inputs, grad, allow_unused=True)
         return [torch.zeros_like(t) if g is None else g for g, t in zip(found, inputs)]
+
+    def watch_slopes(module):
+        # {slope parameter name: sum over its PReLU's calls of |dL/dout * x| where x < 0}, filled by the backward:
+        # the magnitude of the terms its gradient sums (fp32 rounds such a sum relative to this, not to the result)
+        scales = {}
+        for prefix, prelu in module.named_modules():
+            if not isinstance(prelu, SingleSlopePReLU):
+                continue
+            def forward_hook(_, inputs, output, key=prefix + ".weight"):
+                x = inputs[0].detach()
+                if output.requires_grad:
+                    def add(g):
+                        scales[key] = scales.get(key, 0.0) + (g * x).abs()[x < 0].sum().item()
+                    output.register_hook(add)
+            prelu.register_forward_hook(forward_hook)
+        return scales
 
     def run(name, batch, channels, reduction, height, width, levels, hard=False, block=128, low=None, grad=True):
         module = PyramidAttention(channels, reduction, levels=levels, hard=hard)
@@ -46,6 +63,7 @@ CHECKS = textwrap.dedent(
             )
         oracle = PyramidAttention(channels, reduction, levels=levels, hard=hard).double()
         oracle.load_state_dict(module.state_dict())
+        sum_scales = watch_slopes(oracle)
         xr = x.double().requires_grad_(grad)
         with torch.set_grad_enabled(grad):
             ref = reference_module(oracle, xr)
@@ -60,10 +78,18 @@ CHECKS = textwrap.dedent(
             mine = gradients(out, [xt, *module.parameters()], g)
             theirs = gradients(ref, [xr, *oracle.parameters()], g.double())
             # relative to the largest gradient of its tensor (hard attention: exact zeros for queries and keys)
+            names = ["x", *(name for name, _ in oracle.named_parameters())]
             result["grad_rel"] = max(
-                ((a.double() - e).abs().max() / e.abs().max().clamp_min(1e-12)).item() if e.abs().max() > 0
-                else a.abs().max().item()
-                for a, e in zip(mine, theirs)
+                ((a.double() - e).abs().max() / e.abs().max()).item() if e.abs().max() > 0 else a.abs().max().item()
+                for name, a, e in zip(names, mine, theirs)
+                if name not in sum_scales
+            )
+            # a PReLU slope's gradient is one sum whose terms can nearly cancel (to 2e-3 of their magnitudes here):
+            # fp32 rounds it relative to the terms' magnitudes, not to the result
+            result["slope_rel"] = max(
+                (a.double() - e).abs().item() / sum_scales[name]
+                for name, a, e in zip(names, mine, theirs)
+                if name in sum_scales
             )
         results[name] = result
 
@@ -113,9 +139,16 @@ def test_fused_kernel_matches_the_float64_oracle_in_fp32(interpreted, case):
 
 @pytest.mark.parametrize("case", GRADIENT_CASES)
 def test_fused_kernel_gradients_match_the_oracle(interpreted, case):
-    """Gradients of the input and of every embedding weight within 1e-4 relative (issue 21); under hard
+    """Gradients of the input and of every embedding convolution within 1e-4 relative (issue 21); under hard
     attention they reach the values only, as in the release."""
     assert interpreted[case]["grad_rel"] <= 1e-4
+
+
+@pytest.mark.parametrize("case", GRADIENT_CASES)
+def test_fused_kernel_slope_gradients_match_the_oracle(interpreted, case):
+    """A PReLU slope's gradient sums many terms that can nearly cancel: within 1e-5 of the sum of their magnitudes
+    (fp32 rounding gives up to ~6e-7; a slope gradient 1% off errs by >= 2e-5 on these cases)."""
+    assert interpreted[case]["slope_rel"] <= 1e-5
 
 
 def test_fused_kernel_keeps_shape_and_dtype(interpreted):
