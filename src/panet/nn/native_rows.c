@@ -42,32 +42,7 @@ static int layout(Layout *g, int height, int width, int n_keys, int levels, cons
     return 0;
 }
 
-/* out = diag(src)[p] */
-static void diagonal_row(const Layout *g, const float *src, long p, float *restrict out) {
-    const long L = g->n_keys;
-    const long y = p / g->width;
-    const float *centre = src + p * L;
-    const float *up = y > 0 ? centre - (long)g->width * L : NULL;
-    const float *down = y < g->height - 1 ? centre + (long)g->width * L : NULL;
-    memcpy(out, centre, sizeof(float) * L);
-    long start = 0;
-    for (int l = 0; l < g->levels; l++) {
-        const long wl = g->lw[l], size = (long)g->lh[l] * wl;
-        if (up) {
-            float *restrict o = out + start + wl;
-            const float *restrict a = up + start;
-            for (long k = 0; k < size - wl; k++) o[k] += a[k];
-        }
-        if (down) {
-            float *restrict o = out + start;
-            const float *restrict a = down + start + wl;
-            for (long k = 0; k < size - wl; k++) o[k] += a[k];
-        }
-        start += size;
-    }
-}
-
-/* out = diag(src)[p] for a bf16 src (uint16 storage), widened exactly to fp32 */
+/* bf16 (uint16 storage) widened exactly to fp32 */
 static inline float from_bf16(uint16_t h) {
     const uint32_t bits = (uint32_t)h << 16;
     float f;
@@ -75,29 +50,36 @@ static inline float from_bf16(uint16_t h) {
     return f;
 }
 
-static void diagonal_row_bf16(const Layout *g, const uint16_t *src, long p, float *restrict out) {
-    const long L = g->n_keys;
-    const long y = p / g->width;
-    const uint16_t *centre = src + p * L;
-    const uint16_t *up = y > 0 ? centre - (long)g->width * L : NULL;
-    const uint16_t *down = y < g->height - 1 ? centre + (long)g->width * L : NULL;
-    for (long k = 0; k < L; k++) out[k] = from_bf16(centre[k]);
-    long start = 0;
-    for (int l = 0; l < g->levels; l++) {
-        const long wl = g->lw[l], size = (long)g->lh[l] * wl;
-        if (up) {
-            float *restrict o = out + start + wl;
-            const uint16_t *restrict a = up + start;
-            for (long k = 0; k < size - wl; k++) o[k] += from_bf16(a[k]);
-        }
-        if (down) {
-            float *restrict o = out + start;
-            const uint16_t *restrict a = down + start + wl;
-            for (long k = 0; k < size - wl; k++) o[k] += from_bf16(a[k]);
-        }
-        start += size;
+static inline float from_f32(float f) { return f; }
+
+/* NAME(g, src, p, out): out = diag(src)[p] in fp32, for a src of TYPE read through LOAD */
+#define DIAGONAL_ROW(NAME, TYPE, LOAD)                                                         \
+    static void NAME(const Layout *g, const TYPE *src, long p, float *restrict out) {          \
+        const long L = g->n_keys;                                                              \
+        const long y = p / g->width;                                                           \
+        const TYPE *centre = src + p * L;                                                      \
+        const TYPE *up = y > 0 ? centre - (long)g->width * L : NULL;                           \
+        const TYPE *down = y < g->height - 1 ? centre + (long)g->width * L : NULL;             \
+        for (long k = 0; k < L; k++) out[k] = LOAD(centre[k]);                                 \
+        long start = 0;                                                                        \
+        for (int l = 0; l < g->levels; l++) {                                                  \
+            const long wl = g->lw[l], size = (long)g->lh[l] * wl;                              \
+            if (up) {                                                                          \
+                float *restrict o = out + start + wl;                                          \
+                const TYPE *restrict a = up + start;                                           \
+                for (long k = 0; k < size - wl; k++) o[k] += LOAD(a[k]);                       \
+            }                                                                                  \
+            if (down) {                                                                        \
+                float *restrict o = out + start;                                               \
+                const TYPE *restrict a = down + start + wl;                                    \
+                for (long k = 0; k < size - wl; k++) o[k] += LOAD(a[k]);                       \
+            }                                                                                  \
+            start += size;                                                                     \
+        }                                                                                      \
     }
-}
+
+DIAGONAL_ROW(diagonal_row, float, from_f32)
+DIAGONAL_ROW(diagonal_row_bf16, uint16_t, from_bf16)
 
 static inline float exp_poly(float x) {
     /* e^x for x <= 0 (softmax arguments): 2^n e^z, n = round(x / ln 2), |z| <= ln 2 / 2, Taylor to z^6 */
