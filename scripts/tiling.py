@@ -41,6 +41,7 @@ PLAN = {
     "denoise": (("Kodak24", "CBSD68"), 50, 160),
     "denoise-gray": (("Set12", "BSD68"), 25, 160),
     "car": (("LIVE1", "Classic5"), 10, 160),
+    "car-color": (("LIVE1", "Kodak24"), 10, 160),  # colour JPEGs, scored in RGB (Classic5 is gray)
     "demosaic": (("McMaster", "Kodak24"), None, 160),
 }
 IMAGES = 3  # first images of each set
@@ -58,6 +59,7 @@ def default_weights() -> list:
         find_weights("denoise", None, 3),
         find_weights("denoise", None, 1),
         find_weights("car", None, 1),
+        find_weights("car", None, 3),
         find_weights("demosaic"),
     ]
     return list({w.name: w for w in chosen}.values())
@@ -66,6 +68,8 @@ def default_weights() -> list:
 def plan_for(weights) -> tuple[tuple[str, str], float | None, int]:
     if weights.task == "denoise" and weights.colors == 1:
         return PLAN["denoise-gray"]
+    if weights.task == "car" and weights.colors == 3:
+        return PLAN["car-color"]
     sets, level, crop = PLAN[weights.task]
     if weights.task == "sr":
         return sets, weights.low, crop * int(weights.low)
@@ -106,7 +110,10 @@ def score_weights(weights, data_root: str | None) -> dict:
         if all(cached.get(k) == result[k] for k in ("sha256", "sets", "level", "crop", "images")):
             result["psnr"] = cached["psnr"]
     model = load_weights(weights.file).eval()
-    options = get_task(weights.task).metric_options(int(level) if weights.task == "sr" else 1)
+    task = get_task(weights.task)
+    options = task.metric_options(int(level) if weights.task == "sr" else 1)
+    if task.scores_rgb(model.colors):  # a luma task's colour network: scored in RGB, as its card's rows
+        options["y_channel"] = False
     runs = [("legacy", 0, 0, "fp32")] + [("tile", t, o, "fp32") for t, o in GRID] + [("tile", *BF16_CHECK, "bf16")]
     for set_name in sets:
         items = None
