@@ -42,7 +42,10 @@ def save_stage(run: Path, name: str, stage: int, notes: str, out: Path = ROOT / 
         notes=notes,
     )
     if previous:
-        own = {k: previous[k] for k in ("stage", "iterations", "seed", "validation", "notes") if k in previous}
+        # each stage's whole recipe (init, data, schedule, seed): the recipe file itself moves on to the next stage
+        own = {
+            k: previous[k] for k in ("stage", "iterations", "seed", "validation", "notes", "config") if k in previous
+        }
         card["previous_stages"] = [*previous.get("previous_stages", []), own]
     out.mkdir(parents=True, exist_ok=True)
     shutil.copy(run / "weights.safetensors", out / f"{name}.safetensors")

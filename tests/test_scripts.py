@@ -549,3 +549,27 @@ def test_camera_noise_weights_are_scored_under_camera_noise(fake_shipped, tmp_pa
     assert gaussian.noise is None
     plain = evaluate_weights(gaussian, "denoise", 20, "Tiny", **run)
     assert "noise" not in plain and plain["psnr"] != record["psnr"]
+
+
+def test_v2_targets_judge_the_model_restore_runs_or_the_blind_one(fake_shipped):
+    """Issue 22's targets: a per-level model where `panet restore` would run it, the widest-range model where the
+    target says blind; never a row under another noise model."""
+    import shutil
+
+    import results
+
+    from panet.zoo.pretrained import list_weights
+
+    row = {"task": "denoise", "set": "Set12", "level": 15, "ssim": 0.5, "seconds": 1.0, "tiling": "legacy"}
+    blind = json.loads((fake_shipped / "tiny-dn-gray.json").read_text())
+    (fake_shipped / "tiny-dn-gray.json").write_text(json.dumps({**blind, "eval": [{**row, "psnr": 30.0}]}))
+    shutil.copyfile(fake_shipped / "tiny-dn-gray.safetensors", fake_shipped / "tiny-dn-gray-sigma15.safetensors")
+    (fake_shipped / "tiny-dn-gray-sigma15.json").write_text(
+        json.dumps({**blind, "name": "tiny-dn-gray-sigma15", "level": 15, "eval": [{**row, "psnr": 31.0}]})
+    )
+    camera = json.loads((fake_shipped / "tiny-dn-camera.json").read_text())
+    (fake_shipped / "tiny-dn-camera.json").write_text(json.dumps({**camera, "eval": [{**row, "psnr": 40.0}]}))
+    shipped = list_weights()
+    assert results.target_row(shipped, "denoise", "Set12", 15)["psnr"] == 31.0
+    assert results.target_row(shipped, "denoise", "Set12", 15, blind=True)["psnr"] == 30.0
+    assert results.target_row(shipped, "denoise", "Set12", 25) is None
