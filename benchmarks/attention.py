@@ -18,7 +18,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,7 @@ def worker(spec: dict) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT / "src"))
+    from panet.hardware import peak_rss_bytes
     from panet.nn.attention import PyramidAttention
     from panet.nn.reference import reference_module
 
@@ -83,7 +83,7 @@ def worker(spec: dict) -> dict:
         t0 = time.perf_counter()
         out = run()
         first = time.perf_counter() - t0
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = peak_rss_bytes() - base
         # the first call also pays one-off costs (oneDNN kernel generation, first-touch page faults): it is a
         # warm-up, timed only where a configuration runs once
         times = [first] if spec["repeat"] == 1 else []

@@ -27,7 +27,6 @@ import functools
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -97,7 +96,7 @@ def worker(spec: dict) -> dict:
     import torch
 
     from panet.evaluation.metrics import psnr
-    from panet.hardware import resolve_precision
+    from panet.hardware import peak_rss_bytes, resolve_precision
     from panet.inference.restore import resolve_tiling, run_network
     from panet.zoo.resolver import resolve_network
 
@@ -120,7 +119,7 @@ def worker(spec: dict) -> dict:
     start = time.perf_counter()
     y = run_network(model, x, **run)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = peak_rss_bytes() - base
     out = (y[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
     return {
         "seconds": seconds,

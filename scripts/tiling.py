@@ -147,10 +147,9 @@ def _rss_bytes() -> int:
 def time_one(spec: dict) -> dict:
     """One setting in this (fresh) process: best seconds of ``repeats`` restores after a warm-up, and the peak RSS
     above the RSS after setup."""
-    import resource
-
     import torch
 
+    from panet.hardware import peak_rss_bytes
     from panet.inference.restore import run_network
     from panet.zoo.weights import load_weights
 
@@ -171,7 +170,7 @@ def time_one(spec: dict) -> dict:
         start = time.perf_counter()
         run_network(model, x, **run)
         best = min(best, time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = peak_rss_bytes() - base
     return {"s_per_mp": best / (size * size / 1e6), "peak_mb": max(peak, 0) / 2**20}
 
 

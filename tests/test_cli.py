@@ -428,3 +428,23 @@ def test_eval_scores_on_camera_noise_when_asked(tmp_path):
         [*base, "--task", "car", "--quality", "20", "--noise", "camera"], capture_output=True, text=True
     )
     assert car.returncode == 2 and "has no noise model 'camera'" in car.stderr and "Traceback" not in car.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="no /proc (VmHWM is Linux's)")
+def test_peak_memory_is_the_process_own_and_not_inherited_from_its_parent():
+    """panet.hardware.peak_rss_bytes, which the benchmarks report: it grows with what this process touches, and a
+    child spawned by a big parent starts near its own size (getrusage's ru_maxrss would start at the parent's)."""
+    import os
+    import subprocess
+    import sys
+
+    from panet.hardware import peak_rss_bytes
+
+    with open("/proc/self/statm") as f:
+        resident = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    block = bytearray(64 * 2**20)  # zero-filled: touched, so resident
+    assert peak_rss_bytes() >= resident + 60 * 2**20
+    child = "from panet.hardware import peak_rss_bytes; print(peak_rss_bytes())"
+    child_peak = int(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True).stdout)
+    assert 0 < child_peak < peak_rss_bytes()
+    del block

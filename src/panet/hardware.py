@@ -144,3 +144,18 @@ def split_bf16_scores(device: torch.device | str) -> bool:
     run in bf16 anyway (bf16 autocast or the kernel's fast mode; never in fp32 mode, which stays IEEE fp32):
     measured at least :data:`BF16_MIN_SPEEDUP` x one fp32 GEMM (:func:`split_bf16_speedup`)."""
     return split_bf16_speedup(torch.device(device).type) >= BF16_MIN_SPEEDUP
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes: the high-water mark of its own address space (Linux's
+    ``VmHWM``). Unlike ``getrusage``'s ``ru_maxrss``, it does not start from the parent's resident size when a big
+    process spawns a small one (``execve`` carries the old address space's peak into ``ru_maxrss``). 0 where
+    /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
