@@ -146,16 +146,22 @@ def split_bf16_scores(device: torch.device | str) -> bool:
     return split_bf16_speedup(torch.device(device).type) >= BF16_MIN_SPEEDUP
 
 
+def proc_bytes(path: str, key: str) -> int | None:
+    """A ``key: N kB`` field of a Linux /proc file (``/proc/meminfo``, ``/proc/self/status``) in bytes, or None
+    where the file or the field is missing."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_bytes() -> int:
     """This process's peak resident memory in bytes: the high-water mark of its own address space (Linux's
     ``VmHWM``). Unlike ``getrusage``'s ``ru_maxrss``, it does not start from the parent's resident size when a big
     process spawns a small one (``execve`` carries the old address space's peak into ``ru_maxrss``). 0 where
     /proc is missing."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return proc_bytes("/proc/self/status", "VmHWM") or 0

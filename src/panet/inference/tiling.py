@@ -124,14 +124,10 @@ def tile_bytes(model, tile: int) -> int:
 
 def available_memory() -> int:
     """Bytes of memory free for this process now (Linux: MemAvailable; elsewhere a guess of 4 GB)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
+    from panet.hardware import proc_bytes
+
+    available = proc_bytes("/proc/meminfo", "MemAvailable")
+    return 4 << 30 if available is None else available
 
 
 def auto_tiles_per_batch(model, tile: int, memory_budget: int | None = None) -> int:
