@@ -41,11 +41,6 @@ def reference_bytes(batch: int, size: int) -> float:
     return 3 * 4.0 * batch * size * size * n_keys(size, size)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 # ---------------------------------------------------------------- worker side
 
 
@@ -53,7 +48,7 @@ def worker(spec: dict) -> dict:
     import torch
 
     sys.path.insert(0, str(ROOT / "src"))
-    from panet.hardware import peak_rss_bytes
+    from panet.hardware import peak_rss_bytes, rss_bytes
     from panet.nn.attention import PyramidAttention
     from panet.nn.reference import reference_module
 
@@ -77,7 +72,7 @@ def worker(spec: dict) -> dict:
             block.zero_grad(set_to_none=True)
         return out
 
-    base = _rss_bytes()
+    base = rss_bytes()
     ctx = torch.enable_grad() if train else torch.no_grad()
     with ctx:
         t0 = time.perf_counter()

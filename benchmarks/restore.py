@@ -36,11 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SIGMA = 25
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def photo(data_root: Path, size: int):
     """(clean, noisy) uint8 size x size x 3."""
     import numpy as np
@@ -96,7 +91,7 @@ def worker(spec: dict) -> dict:
     import torch
 
     from panet.evaluation.metrics import psnr
-    from panet.hardware import peak_rss_bytes, resolve_precision
+    from panet.hardware import peak_rss_bytes, resolve_precision, rss_bytes
     from panet.inference.restore import resolve_tiling, run_network
     from panet.zoo.resolver import resolve_network
 
@@ -115,7 +110,7 @@ def worker(spec: dict) -> dict:
     x = torch.from_numpy(noisy).permute(2, 0, 1)[None].float().div(255)
     run_network(model, x[..., :64, :64], **run)  # warm-up: oneDNN kernel generation, first-touch memory
     counter.total = counter.executed = 0.0
-    base = _rss_bytes()
+    base = rss_bytes()
     start = time.perf_counter()
     y = run_network(model, x, **run)
     seconds = time.perf_counter() - start

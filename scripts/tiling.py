@@ -139,17 +139,12 @@ def score_weights(weights, data_root: str | None) -> dict:
     return result
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def time_one(spec: dict) -> dict:
     """One setting in this (fresh) process: best seconds of ``repeats`` restores after a warm-up, and the peak RSS
     above the RSS after setup."""
     import torch
 
-    from panet.hardware import peak_rss_bytes
+    from panet.hardware import peak_rss_bytes, rss_bytes
     from panet.inference.restore import run_network
     from panet.zoo.weights import load_weights
 
@@ -164,7 +159,7 @@ def time_one(spec: dict) -> dict:
         precision=spec["precision"],
     )
     run_network(model, x[..., :64, :64], **run)  # warm-up: oneDNN kernel generation
-    base = _rss_bytes()
+    base = rss_bytes()
     best = float("inf")
     for _ in range(spec["repeats"]):
         start = time.perf_counter()

@@ -159,6 +159,11 @@ def proc_bytes(path: str, key: str) -> int | None:
     return None
 
 
+def rss_bytes() -> int:
+    """This process's resident memory in bytes now (Linux's ``VmRSS``); 0 where /proc is missing."""
+    return proc_bytes("/proc/self/status", "VmRSS") or 0
+
+
 def peak_rss_bytes() -> int:
     """This process's peak resident memory in bytes: the high-water mark of its own address space (Linux's
     ``VmHWM``). Unlike ``getrusage``'s ``ru_maxrss``, it does not start from the parent's resident size when a big
