@@ -26,7 +26,6 @@ import argparse
 import functools
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -152,17 +151,6 @@ def _timed(f) -> float:
     return time.perf_counter() - start
 
 
-def cpu_description() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return platform.processor()
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name:")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("Flags:")), [])
-    extras = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return f"{name} ({', '.join(extras) or 'no bf16 / AMX flags'}), {os.cpu_count()} CPUs"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"))
@@ -175,7 +163,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
-    from panet.hardware import bf16_speedup, resolve_precision
+    from panet.hardware import bf16_speedup, cpu_description, resolve_precision
 
     rates = gemm_rates()
     auto = resolve_precision("auto", "cpu")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -219,16 +218,6 @@ def choose(psnr: dict, speed: dict) -> tuple[str, float]:
     return min(candidates, key=lambda k: speed[k]["s_per_mp"]), best
 
 
-def cpu_name() -> str:
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def render(entries: list[dict], command: str) -> str:
     lines = [
         "# Tiling: chosen by measurement",
@@ -298,12 +287,14 @@ def measured_speeds(weights_list: list, remeasure: bool) -> dict:
     """Speed rows per architecture, cached in results/tiling/speed.json (measured where missing or asked)."""
     import torch
 
+    from panet.hardware import cpu_model_name
+
     path = CACHE / "speed.json"
     speeds = json.loads(path.read_text()) if path.exists() and not remeasure else {}
     for w in weights_list:
         arch = architecture(w)
         if arch not in speeds:
-            speeds[arch] = {**time_architecture(w), "cpu": cpu_name(), "threads": torch.get_num_threads()}
+            speeds[arch] = {**time_architecture(w), "cpu": cpu_model_name(), "threads": torch.get_num_threads()}
             CACHE.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(speeds, indent=1, sort_keys=True) + "\n")
     return speeds

@@ -573,3 +573,24 @@ def test_v2_targets_judge_the_model_restore_runs_or_the_blind_one(fake_shipped):
     assert results.target_row(shipped, "denoise", "Set12", 15)["psnr"] == 31.0
     assert results.target_row(shipped, "denoise", "Set12", 15, blind=True)["psnr"] == 30.0
     assert results.target_row(shipped, "denoise", "Set12", 25) is None
+
+
+def test_the_gemm_blocks_benchmark_calls_mkl_correctly(tmp_path):
+    """benchmarks/gemm_blocks.py calls MKL's bf16 GEMM through ctypes: where torch exports it, its products must match
+    torch's (a wrong signature would give garbage or crash), and the table has a row per GEMM and block size."""
+    import subprocess
+
+    out = tmp_path / "gemm.md"
+    command = [sys.executable, str(ROOT / "benchmarks" / "gemm_blocks.py"), "--rows", "32", "--markdown", str(out)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [
+        line.split("|")[1:-1]
+        for line in out.read_text().splitlines()
+        if line.startswith("| scores") or line.startswith("| weighted")
+    ]
+    assert len(rows) == 2
+    for row in rows:
+        assert row[1].strip() == "32" and float(row[2]) > 0
+        if row[3].strip() != "-":  # MKL exported by this torch build
+            assert float(row[3]) > 0 and float(row[4]) < 1e-5

@@ -15,16 +15,48 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import platform
+import subprocess
 import time
 from collections.abc import Iterator
 
 import torch
 
-__all__ = ["bf16_matmul_math", "bf16_speedup", "fast_bf16", "native_bf16", "resolve_precision", "split_bf16_scores"]
+__all__ = [
+    "bf16_matmul_math",
+    "bf16_speedup",
+    "cpu_description",
+    "cpu_model_name",
+    "fast_bf16",
+    "native_bf16",
+    "resolve_precision",
+    "split_bf16_scores",
+]
 
 # bf16 must run the measured workload at least this much faster than fp32 for ``auto`` to choose it: below
 # that, its rounding (a few hundredths of a dB at most, docs/performance.md) buys too little.
 BF16_MIN_SPEEDUP = 1.2
+
+
+def _lscpu() -> dict[str, str]:
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name as ``lscpu`` prints it (benchmarks name the CPU they ran on)."""
+    return _lscpu().get("Model name") or platform.processor() or "unknown CPU"
+
+
+def cpu_description() -> str:
+    """The model name, the bf16 / AMX flags that decide the precision plans, and the CPU count."""
+    flags = _lscpu().get("Flags", "").split()
+    extras = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{cpu_model_name()} ({', '.join(extras) or 'no bf16 / AMX flags'}), {os.cpu_count()} CPUs"
 
 
 @functools.cache
