@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from panet.nn.attention import PyramidAttention, patch_attention, pyramid_sizes
 from panet.nn.reference import reference_module
@@ -434,6 +435,32 @@ def test_factorised_forward_batched_as_on_a_gpu_equals_sample_by_sample(pv_dtype
         batch = _factorised_forward(queries, keys, values, norm, 11, sizes, pv_dtype, batched=True)
     tolerance = 1e-5 if pv_dtype is None else 2e-2
     torch.testing.assert_close(batch, one, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("pv_dtype", [None, torch.bfloat16])
+def test_factorised_inputs_at_inference_equal_the_autograd_ones(channels_last, pv_dtype):
+    """At inference each level's row patches are copied straight into the all-levels matrices (a view of
+    overlapping windows); in training they are concatenated out of place. Bit for bit the same, in either layout,
+    and equal to the patches built by unfold."""
+    from panet.nn.attention import _factorised_inputs, _row_patches
+
+    torch.manual_seed(0)
+    block = PyramidAttention(16, 2)
+    x = torch.randn(2, 16, 9, 7)
+    if channels_last:
+        block, x = block.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    sizes = pyramid_sizes(9, 7, 4)
+    args = (x, sizes, block.query, block.key, block.value, 10.0, 1e-4, torch.float32, pv_dtype)
+    with torch.no_grad():
+        fast = _factorised_inputs(*args)
+    with torch.enable_grad():
+        slow = _factorised_inputs(*args)
+    for a, b in zip(fast, slow):
+        assert a.dtype == b.dtype and torch.equal(a, b.detach())
+    t = torch.randn(2, 5, 4, 6)
+    unfolded = F.unfold(t, (1, 3), padding=(0, 1)).view(2, 5, 3, 24).permute(0, 3, 2, 1).reshape(2, 24, 15)
+    assert torch.equal(_row_patches(t), unfolded)
 
 
 def test_split_bf16_scores_are_fp32_accurate_where_plain_bf16_is_not():

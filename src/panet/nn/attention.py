@@ -541,12 +541,18 @@ def runs_factorised(
     return not hard and height * width * n_keys <= limit
 
 
-def _row_patches(t: Tensor) -> Tensor:
+def _row_patches(t: Tensor, out: Tensor | None = None) -> Tensor:
     """(B, C, h, w) -> (B, h*w, 3C): each pixel's horizontal 1x3 neighbourhood (offsets -1, 0, +1; feature
-    i*C + c), zero padded. Built channels-last, so the concatenation copies whole C-long runs."""
-    width = t.shape[-1]
-    padded = F.pad(t.permute(0, 2, 3, 1), (0, 0, 1, 1))
-    return torch.cat([padded[:, :, i : i + width] for i in range(PATCH)], -1).flatten(1, 2)
+    i*C + c), zero padded. Channels-last and padded by a column on each side, the three pixels of a row patch lie
+    side by side in memory, so the patches are a view of overlapping windows and take one copy (into ``out``, a
+    (B, h*w, 3C) slice, when given: no concatenation of the levels afterwards)."""
+    b, c, h, w = t.shape
+    padded = F.pad(t.permute(0, 2, 3, 1), (0, 0, 1, 1)).contiguous()
+    windows = padded.as_strided((b, h, w, PATCH * c), (h * (w + 2) * c, (w + 2) * c, c, 1))
+    if out is None:
+        return windows.reshape(b, h * w, PATCH * c)
+    out.view(b, h, w, PATCH * c).copy_(windows)
+    return out
 
 
 def _diagonal_row_sum(src: Tensor, dst: Tensor, width: int, sizes) -> Tensor:
@@ -571,17 +577,29 @@ def _diagonal_row_sum(src: Tensor, dst: Tensor, width: int, sizes) -> Tensor:
 def _factorised_inputs(x: Tensor, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, dtype, pv_dtype):
     """Row patches of the scaled queries (B, N, 3C/r), of all levels' keys (B, L, 3C/r) and values (B, L, 3C), and
     each key patch's norm (B, L). The norm is a 3x3 box sum of per-pixel squared norms (the unfold's zero padding),
-    not a reduction over 9x wider unfolded keys. Out-of-place throughout: in training autograd needs every step."""
+    not a reduction over 9x wider unfolded keys. In training out-of-place throughout (autograd needs every step);
+    at inference each level's patches are copied straight into their slice of the all-levels matrices."""
     queries = _row_patches(embed_query(x).to(dtype)) * softmax_scale
-    keys, values, norms = [], [], []
-    for size in sizes:
-        level = _resize(x, size)
-        k = embed_key(level).to(dtype)
+    levels = [_resize(x, size) for size in sizes]
+    embedded = [(embed_key(level).to(dtype), embed_value(level).to(pv_dtype or dtype)) for level in levels]
+    norms = []
+    for k, _ in embedded:
         squared = F.avg_pool2d(k.square().sum(1, keepdim=True), PATCH, 1, 1, count_include_pad=True) * (PATCH * PATCH)
         norms.append(squared.sqrt().clamp_min(norm_eps).flatten(1))
-        keys.append(_row_patches(k))
-        values.append(_row_patches(embed_value(level).to(pv_dtype or dtype)))
-    return queries, torch.cat(keys, 1), torch.cat(values, 1), torch.cat(norms, 1)
+    if torch.is_grad_enabled():
+        keys = torch.cat([_row_patches(k) for k, _ in embedded], 1)
+        values = torch.cat([_row_patches(v) for _, v in embedded], 1)
+    else:
+        b, n_keys = x.shape[0], sum(hl * wl for hl, wl in sizes)
+        k0, v0 = embedded[0]
+        keys = k0.new_empty(b, n_keys, PATCH * k0.shape[1])
+        values = v0.new_empty(b, n_keys, PATCH * v0.shape[1])
+        start = 0
+        for (hl, wl), (k, v) in zip(sizes, embedded):
+            _row_patches(k, keys[:, start : start + hl * wl])
+            _row_patches(v, values[:, start : start + hl * wl])
+            start += hl * wl
+    return queries, keys, values, torch.cat(norms, 1)
 
 
 def _split_buffers(queries: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
