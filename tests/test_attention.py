@@ -463,6 +463,27 @@ def test_factorised_inputs_at_inference_equal_the_autograd_ones(channels_last, p
     assert torch.equal(_row_patches(t), unfolded)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_block_output_at_inference_keeps_the_trunks_dtype_and_layout(channels_last):
+    """Under bf16 autocast at inference the block hands the trunk's second half a bf16 map in the input's layout
+    (no fp32 stream, no reorder before the next convolution); with autograd on it stays fp32 and contiguous. The
+    values agree with the fp32 result to bf16 rounding."""
+    torch.manual_seed(0)
+    block = PyramidAttention(16, 2).eval()
+    x = torch.randn(2, 16, 12, 10)
+    if channels_last:
+        block, x = block.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", torch.bfloat16):
+        low = x.to(torch.bfloat16)
+        with torch.no_grad():
+            out = block(low)
+        trained = block(low)
+    assert out.dtype == torch.bfloat16 and trained.dtype == torch.float32
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert out.is_contiguous(memory_format=layout) and trained.is_contiguous()
+    torch.testing.assert_close(out.float(), trained.detach(), rtol=1e-2, atol=1e-2)
+
+
 def test_split_bf16_scores_are_fp32_accurate_where_plain_bf16_is_not():
     """The split score GEMM (three bf16 products under oneDNN's bf16 math, fp32 accumulation) errs ~1e-5 relative;
     one bf16 product of the same operands errs ~1e-3: the split is what gives the accuracy."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -428,6 +429,31 @@ def test_eval_scores_on_camera_noise_when_asked(tmp_path):
         [*base, "--task", "car", "--quality", "20", "--noise", "camera"], capture_output=True, text=True
     )
     assert car.returncode == 2 and "has no noise model 'camera'" in car.stderr and "Traceback" not in car.stderr
+
+
+def test_eval_measures_a_precision_when_asked(tmp_path):
+    """panet eval --precision bf16 scores the network as restore runs it under bf16 autocast: close to fp32, not
+    bit-identical (the default, fp32, does not depend on the machine); a precision it does not know is refused."""
+    from panet.data.images import write_image
+    from panet.zoo.weights import save_weights
+
+    folder = tmp_path / "gt"
+    write_image(folder / "a.png", np.random.default_rng(0).integers(0, 256, (40, 36, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    weights = tmp_path / "w.safetensors"
+    save_weights(panet.create_model("panet-dn-s", blocks=2, features=16), weights, metadata={"task": "denoise"})
+    base = ["eval", "--weights", str(weights), "--data", str(folder), "--sigma", "30", "--tiling", "tile"]
+    runs = {
+        p: run_cli(
+            *base, "--tile", "24", "--tile-overlap", "8", "--precision", p, "--json", str(tmp_path / f"{p}.json")
+        )
+        for p in ("fp32", "bf16")
+    }
+    assert all(r.returncode == 0 for r in runs.values()), runs["bf16"].stderr
+    fp32, bf16 = (json.loads((tmp_path / f"{p}.json").read_text())["sets"]["gt"]["psnr"] for p in ("fp32", "bf16"))
+    assert fp32 != bf16 and abs(fp32 - bf16) < 0.5
+    bad = run_cli(*base, "--precision", "fp8")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="no /proc (VmHWM is Linux's)")

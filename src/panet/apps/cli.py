@@ -547,7 +547,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         from panet.inference.restore import resolve_tiling
 
         tile, overlap = resolve_tiling(model, "cpu", args.tile, args.tile_overlap)  # as panet restore chooses
-        restorer = network_restorer(model, args.task, tiling=args.tiling, tile=tile, overlap=overlap)
+        restorer = network_restorer(
+            model, args.task, tiling=args.tiling, tile=tile, overlap=overlap, precision=args.precision
+        )
         colors = model.colors
         label = args.model or args.weights
     if args.noise and args.noise not in _spec(args.task).noise_models:
@@ -712,6 +714,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--tile", type=int, help="tile size for --tiling tile (default: as panet restore --tile auto)")
     p.add_argument("--tile-overlap", type=int, help="overlap for --tiling tile (default: as panet restore)")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default="fp32",
+        help="fp32 (default: scores that do not depend on the machine); bf16 autocast, or auto as panet restore "
+        "runs, to measure what they cost. The attention's scores stay fp32",
+    )
     p.add_argument("--limit", type=int, help="only the first N images of each set")
     p.add_argument("--json", help="write per-image and mean results as JSON")
     p.add_argument("--csv", help="write per-image results as CSV")

@@ -878,7 +878,12 @@ def pyramid_attention(
         pasted = _factorised_attention(x, sizes, embed_query, embed_key, embed_value, softmax_scale, norm_eps, pv_dtype)
         if torch.is_grad_enabled():
             return (pasted / 4 + res_scale * x).contiguous()
-        return pasted.div_(4).add_(x, alpha=res_scale).contiguous()
+        out = pasted.div_(4).add_(x, alpha=res_scale)
+        if torch.is_autocast_enabled(x.device.type) and x.dtype == torch.get_autocast_dtype(x.device.type):
+            out = out.to(x.dtype)  # inference: the trunk's second half keeps the first half's bf16 stream
+        # in the input's layout: channels-last where the trunk runs so (no reorder before the next convolution)
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     queries = F.unfold(embed_query(x), PATCH, padding=1).transpose(1, 2)
     keys_t, values_t = _pyramid_keys_values(x, sizes, embed_key, embed_value)
     norm = keys_t.norm(dim=1, keepdim=True).clamp_min(norm_eps)
