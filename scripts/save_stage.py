@@ -26,6 +26,12 @@ def save_stage(run: Path, name: str, stage: int, notes: str, out: Path = ROOT / 
     reference = json.loads((run / "val_reference.json").read_text())
     previous_path = out / f"{name}.json"
     previous = json.loads(previous_path.read_text()) if stage > 1 and previous_path.exists() else None
+    if previous and int(previous.get("stage", 0)) != stage - 1:
+        # saving a stage twice would count its steps twice and file it as its own predecessor
+        raise SystemExit(
+            f"{previous_path} holds stage {previous.get('stage')}, not stage {stage - 1}: restore training/{name}.* "
+            f"(git checkout) or give the right stage number"
+        )
     steps = int(card["iterations"])
     card.update(
         name=name,

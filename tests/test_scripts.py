@@ -525,6 +525,9 @@ def test_save_stage_chains_the_runs_cards(tmp_path):
         {"stage": 1, "iterations": 200, "seed": 1, "validation": {"step 200": 28.1, "bm3d": 27.6}, "notes": "stage 1"}
     ]
     assert (out / "demo.safetensors").read_bytes() == b"weights 2" and (out / "demo.stage1.log.csv").exists()
+    with pytest.raises(SystemExit, match="holds stage 2, not stage 1"):  # stage 2 saved a second time
+        save_stage.save_stage(run, "demo", 2, "again", out=out)
+    assert json.loads((out / "demo.json").read_text())["iterations"] == 500  # untouched
 
 
 def test_camera_noise_weights_are_scored_under_camera_noise(fake_shipped, tmp_path):
