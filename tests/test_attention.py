@@ -461,6 +461,7 @@ def test_factorised_inputs_at_inference_equal_the_autograd_ones(channels_last, p
     t = torch.randn(2, 5, 4, 6)
     unfolded = F.unfold(t, (1, 3), padding=(0, 1)).view(2, 5, 3, 24).permute(0, 3, 2, 1).reshape(2, 24, 15)
     assert torch.equal(_row_patches(t), unfolded)
+    assert torch.equal(_row_patches(t.requires_grad_()), unfolded)  # the concatenation autograd differentiates
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
