@@ -276,6 +276,22 @@ def test_resume_after_a_crash_past_the_checkpoint_and_with_a_new_schedule(tiny, 
     assert [float(r[2]) for r in rows[2:]] == [5e-5] * 4
 
 
+def test_resume_after_a_kill_before_the_log_header_reached_the_disk(tiny, tmp_path):
+    """A run killed right after it started can leave an empty log.csv (its header still in a buffer): resuming
+    writes the header back, so the log and the curves stay readable (a headerless log made plotting fail)."""
+    config = load_config(tiny, [f"out_dir={tmp_path / 'killed'}", "checkpoint_every=2"])
+    train(config, max_steps=2, quiet=True)
+    log = tmp_path / "killed" / "log.csv"
+    log.write_text("")  # what the kill left
+    train(config, resume=True, max_steps=2, quiet=True)
+    lines = log.read_text().splitlines()
+    assert lines[0] == "step,loss,lr,val_psnr,seconds" and [r.split(",")[0] for r in lines[1:]] == ["3", "4"]
+    log.write_text("\n".join(lines[1:]) + "\n")  # rows without a header
+    train(config, resume=True, max_steps=1, quiet=True)
+    lines = log.read_text().splitlines()
+    assert lines[0] == "step,loss,lr,val_psnr,seconds" and [r.split(",")[0] for r in lines[1:]] == ["3", "4", "5"]
+
+
 def test_run_writes_ema_weights_and_a_card(tiny, tmp_path):
     import json
 

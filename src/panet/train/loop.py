@@ -45,6 +45,7 @@ def place_batch(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     return x.to(device, non_blocking=True, memory_format=MEMORY_FORMAT)
 
 
+LOG_COLUMNS = ("step", "loss", "lr", "val_psnr", "seconds")
 RUN_FILES = ("checkpoint.pt", "weights.safetensors", "card.json", "log.csv", "val_reference.json", "curves.png")
 
 
@@ -197,15 +198,19 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
         log_path = out / "log.csv"
+        header = ",".join(LOG_COLUMNS)
         if log_path.exists():  # drop rows past the checkpoint: they will be logged again
-            rows = log_path.read_text().splitlines()
-            kept = rows[:1] + [r for r in rows[1:] if int(r.split(",")[0]) <= step]
+            rows = [r for r in log_path.read_text().splitlines() if r.strip()]
+            # a run killed before its header reached the disk left an empty log (or rows without a header)
+            body = rows[1:] if rows and rows[0] == header else rows
+            kept = [header] + [r for r in body if int(r.split(",")[0]) <= step]
             atomic_write(log_path, lambda tmp: Path(tmp).write_text("\n".join(kept) + "\n"))
         new_log = not log_path.exists()
         log = open(log_path, "a", newline="")
         writer = csv.writer(log)
         if new_log:
-            writer.writerow(["step", "loss", "lr", "val_psnr", "seconds"])
+            writer.writerow(LOG_COLUMNS)
+            log.flush()
         reference_path = out / "val_reference.json"
         if config.data.val and not reference_path.exists():
             reference = validation_reference(config, model.colors)
