@@ -15,22 +15,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
+
+from timing import best_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
 def _ms(f, repeats: int) -> float:
-    f()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            f()
-        best = min(best, (time.perf_counter() - start) / repeats * 1e3)
-    return best
+    return 1e3 * best_seconds(f, repeats)
 
 
 def main() -> None:

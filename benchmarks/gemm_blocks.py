@@ -17,8 +17,9 @@ import argparse
 import ctypes
 import os
 import sys
-import time
 from pathlib import Path
+
+from timing import best_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -41,17 +42,6 @@ def _mkl_gemm():
     return gemm
 
 
-def _seconds(f, repeats: int = 30) -> float:
-    f()
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            f()
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
-
-
 def measure(rows: int, n: int, k: int, b_transposed: bool, gemm) -> dict:
     import torch
 
@@ -60,11 +50,11 @@ def measure(rows: int, n: int, k: int, b_transposed: bool, gemm) -> dict:
     c = torch.empty(rows, n)
     flops = 2.0 * rows * n * k
     bt = b.t() if b_transposed else b
-    out = {"rows": rows, "n": n, "k": k, "torch": flops / _seconds(lambda: torch.mm(a, bt)) / 1e9}
+    out = {"rows": rows, "n": n, "k": k, "torch": flops / best_seconds(lambda: torch.mm(a, bt), 30) / 1e9}
     if gemm is not None:
         ldb = k if b_transposed else n
         call = (ROW_MAJOR, NO_TRANS, TRANS if b_transposed else NO_TRANS, rows, n, k, 1.0, a.data_ptr(), k)
-        out["mkl"] = flops / _seconds(lambda: gemm(*call, b.data_ptr(), ldb, 0.0, c.data_ptr(), n)) / 1e9
+        out["mkl"] = flops / best_seconds(lambda: gemm(*call, b.data_ptr(), ldb, 0.0, c.data_ptr(), n), 30) / 1e9
         expected = a.float() @ bt.float()
         out["mkl_error"] = float((c - expected).abs().max() / expected.abs().max())
     return out
