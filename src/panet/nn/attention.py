@@ -547,11 +547,11 @@ def _row_patches(t: Tensor, out: Tensor | None = None) -> Tensor:
     side by side in memory, so the patches are a view of overlapping windows and take one copy (into ``out``, a
     (B, h*w, 3C) slice, when given: no concatenation of the levels afterwards)."""
     b, c, h, w = t.shape
-    padded = F.pad(t.permute(0, 2, 3, 1), (0, 0, 1, 1)).contiguous()
+    padded = F.pad(t.permute(0, 2, 3, 1), (0, 0, 1, 1))
     if torch.is_grad_enabled() and t.requires_grad:
         # autograd's backward of an overlapping as_strided view is 1.5-4x slower than a concatenation's
         return torch.cat([padded[:, :, i : i + w] for i in range(PATCH)], -1).flatten(1, 2)
-    windows = padded.as_strided((b, h, w, PATCH * c), (h * (w + 2) * c, (w + 2) * c, c, 1))
+    windows = padded.contiguous().as_strided((b, h, w, PATCH * c), (h * (w + 2) * c, (w + 2) * c, c, 1))
     if out is None:
         return windows.reshape(b, h * w, PATCH * c)
     out.view(b, h, w, PATCH * c).copy_(windows)
