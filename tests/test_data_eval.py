@@ -61,6 +61,33 @@ def test_demosaic_training_pairs_are_mosaics_of_their_target(folder):
     assert (x > 0).sum(0).max() <= 1  # at most one sample per pixel
 
 
+def test_downscaled_photos_are_shrunk_before_patches_and_validation(folder, capsys):
+    """downscale 2: patches come from MATLAB-bicubic half-size copies (images then too small are skipped); the
+    validation pairs of such a recipe are shrunk the same way; 0, 1.5 and True are refused."""
+    from panet.data.datasets import shrink
+    from panet.data.images import read_image
+    from panet.data.matlab_resize import imresize
+
+    pairs = TrainPairs([folder], task="demosaic", level=None, patch_size=27, length=50, seed=1, downscale=2)
+    assert "skipping 2 training image(s) smaller than the 27px patch" in capsys.readouterr().err  # 60x52, 49x64
+    half = imresize(read_image(folder / "im2.png", colors=3), 0.5)
+    assert half.shape == (28, 28, 3) and np.array_equal(pairs.images[0], half)
+    _, target = pairs[0]
+    windows = np.lib.stride_tricks.sliding_window_view(half, (27, 27, 3))[:, :, 0]
+    patch = (target.numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+    variants = [patch, patch[:, ::-1], patch[::-1], patch.transpose(1, 0, 2)]
+    variants += [v[:, ::-1] for v in variants] + [v[::-1] for v in variants]
+    assert any((windows == v).all(axis=(2, 3, 4)).any() for v in variants)  # a crop of the half-size image
+    shrunk = list(EvalPairs(folder, task="denoise", level=10, downscale=2))
+    assert [item.target.shape for item in shrunk] == [(30, 26, 3), (25, 32, 3), (28, 28, 3)]
+    assert shrink(half, 1) is half
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="downscale must be a whole number >= 1"):
+            EvalPairs(folder, task="denoise", level=10, downscale=bad)
+        with pytest.raises(ValueError, match="downscale must be a whole number >= 1"):
+            TrainPairs([folder], task="demosaic", level=None, patch_size=8, downscale=bad)
+
+
 def test_eval_pairs_are_deterministic_and_scored_with_the_protocol(folder):
     a = list(EvalPairs(folder, task="denoise", level=30))
     b = list(EvalPairs(folder, task="denoise", level=30))

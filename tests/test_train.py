@@ -366,6 +366,8 @@ def test_a_denoiser_trains_on_camera_noise_when_the_recipe_says_so(tiny, tmp_pat
 
     with pytest.raises(ValueError, match="data.noise 'poisson' is not a noise model of task 'denoise'"):
         load_config(tiny, ["data.noise=poisson"])
+    with pytest.raises(ValueError, match="data.downscale must be a whole number >= 1, got 0"):
+        load_config(tiny, ["data.downscale=0"])
     config = load_config(tiny, ["data.noise=camera", f"out_dir={tmp_path / 'camera'}"])
     assert config.data.noise == "camera"
     summary = train(config, max_steps=3, quiet=True)

@@ -88,12 +88,30 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise ValueError(f"{path}: not a readable image ({exc})") from None
 
 
-class ImageCache:
-    """Decoded uint8 images, read once per process (DataLoader workers each keep their own)."""
+def check_downscale(factor: int) -> int:
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"downscale must be a whole number >= 1, got {factor!r}")
+    return factor
 
-    def __init__(self, files: Sequence[Path], colors: int | None):
+
+def shrink(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` made ``factor`` times smaller (MATLAB bicubic, antialiased; 1: unchanged). JPEG photos store their
+    colour at half resolution (4:2:0); a 2x smaller copy has colour as sharp as its luma, as demosaicing needs."""
+    if check_downscale(factor) == 1:
+        return image
+    from panet.data.matlab_resize import imresize
+
+    return imresize(image, 1 / factor)
+
+
+class ImageCache:
+    """Decoded uint8 images, read once per process (DataLoader workers each keep their own), ``downscale`` times
+    smaller than stored (:func:`shrink`)."""
+
+    def __init__(self, files: Sequence[Path], colors: int | None, downscale: int = 1):
         self.files = list(files)
         self.colors = colors
+        self.downscale = downscale
         self._images: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -102,7 +120,7 @@ class ImageCache:
     def __getitem__(self, index: int) -> np.ndarray:
         image = self._images.get(index)
         if image is None:
-            image = read_image(self.files[index], colors=self.colors)
+            image = shrink(read_image(self.files[index], colors=self.colors), self.downscale)
             self._images[index] = image
         return image
 
@@ -168,6 +186,7 @@ class TrainPairs(torch.utils.data.Dataset):
         seed: item ``i`` depends only on ``(seed, i)``.
         exclude: image files never to train on (the validation images, when validation uses a training set).
         noise: one of the task's ``noise_models`` instead of its standard degradation (``"camera"`` for denoising).
+        downscale: shrink every image this many times first (:func:`shrink`; 1: as stored).
     """
 
     def __init__(
@@ -183,11 +202,13 @@ class TrainPairs(torch.utils.data.Dataset):
         augment: bool = True,
         exclude: Sequence[str | os.PathLike] = (),
         noise: str | None = None,
+        downscale: int = 1,
     ):
         self.task = get_task(task)
         self.noise = noise
         if noise is not None and noise not in self.task.noise_models:
             raise ValueError(f"task {task!r} has no noise model {noise!r}")
+        check_downscale(downscale)
         self.level = Level.parse(level)
         self.task.check_level(self.level.low)
         self.task.check_level(self.level.high)
@@ -201,7 +222,7 @@ class TrainPairs(torch.utils.data.Dataset):
             raise ValueError("every training image is held out for validation")
         self.scale = int(self.level.low) if self.task.upscales else 1
         need = patch_size * self.scale
-        small = [f for f in files if min(_image_size(f)) < need]
+        small = [f for f in files if min(_image_size(f)) // downscale < need]
         if small:
             files = [f for f in files if f not in set(small)]
             if not files:
@@ -215,7 +236,7 @@ class TrainPairs(torch.utils.data.Dataset):
         # a luma task's gray network reads colour photos as stored and takes their Y (to_gray_y), as the JPEG
         # literature does
         self.luma = self.task.on_luma(self.colors)
-        self.images = ImageCache(files, None if self.luma else self.colors)
+        self.images = ImageCache(files, None if self.luma else self.colors, downscale)
         self.patch_size, self.length, self.seed, self.augment = patch_size, length, seed, augment
         self._lr_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -271,13 +292,15 @@ class EvalPairs:
         seed: int = 0,
         crop: int | None = None,
         noise: str | None = None,
+        downscale: int = 1,
     ):
         """``colors``: channels to read the images with (None: as stored). SR and
         demosaicing always use RGB; CAR scores the Y of colour images for a gray
         network or a baseline (the paper's protocol), RGB for a colour network. ``crop``: evaluate only the
         centre ``crop`` x ``crop`` of each ground truth (cheap validation during
         training; the attention is quadratic in the image area). ``noise``: one of
-        the task's ``noise_models`` instead of its standard degradation."""
+        the task's ``noise_models`` instead of its standard degradation. ``downscale``: shrink each ground truth
+        this many times first (:func:`shrink`; validation of a recipe that trains on shrunk photos)."""
         self.task = get_task(task)
         if noise is not None and noise not in self.task.noise_models:
             raise ValueError(f"task {task!r} has no noise model {noise!r}")
@@ -289,6 +312,7 @@ class EvalPairs:
         if crop is not None and crop < 1:
             raise ValueError(f"crop must be a positive size, got {crop}")
         self.crop = crop
+        self.downscale = check_downscale(downscale)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -296,7 +320,7 @@ class EvalPairs:
     def __iter__(self) -> Iterator[EvalItem]:
         for path in self.files:
             luma = self.task.on_luma(self.colors)
-            image = read_image(path, colors=None if luma else self.colors)
+            image = shrink(read_image(path, colors=None if luma else self.colors), self.downscale)
             image = to_gray_y(image) if luma else image
             if self.crop:
                 h, w = image.shape[:2]

@@ -26,6 +26,7 @@ class DataConfig:
     val_images: int | None = None  # first N images of each validation set
     val_crop: int | None = None  # validate on centre crops of this size (full images: null)
     noise: str | None = None  # one of the task's noise models instead of its standard one ("camera": denoise)
+    downscale: int = 1  # shrink training and validation photos this many times first (2: JPEGs' 4:2:0 colour sharp)
 
 
 @dataclass
@@ -186,6 +187,8 @@ def _validate_data(c: TrainConfig, task) -> None:
             raise ValueError(f"data.{name} must be positive or null, got {value}")
     if d.workers < 0:
         raise ValueError(f"data.workers must be >= 0, got {d.workers}")
+    if isinstance(d.downscale, bool) or not isinstance(d.downscale, int) or d.downscale < 1:
+        raise ValueError(f"data.downscale must be a whole number >= 1, got {d.downscale!r}")
     if d.noise is not None and d.noise not in task.noise_models:
         choices = ", ".join(task.noise_models) or "none"
         raise ValueError(f"data.noise {d.noise!r} is not a noise model of task {task.name!r} (choose from: {choices})")

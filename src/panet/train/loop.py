@@ -183,6 +183,7 @@ def _train(config: TrainConfig, *, resume: bool, max_steps: int | None, quiet: b
         seed=config.seed,
         exclude=validation_files(config),
         noise=config.data.noise,
+        downscale=config.data.downscale,
     )
     stop = config.iterations if max_steps is None else min(config.iterations, step + max_steps)
     loader = torch.utils.data.DataLoader(

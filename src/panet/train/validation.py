@@ -20,6 +20,7 @@ def _validation_sets(config: TrainConfig, colors: int):
             colors=colors,
             crop=config.data.val_crop,
             noise=config.data.noise,
+            downscale=config.data.downscale,
         )
         pairs.files = pairs.files[: config.data.val_images or None]
         yield folder.name, pairs, int(config.data.level) if pairs.task.upscales else 1
